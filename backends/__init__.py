@@ -1,0 +1,57 @@
+"""PyNet backends: how each layer spec is computed.
+
+``backends.get(name)`` returns a namespace of the layer classes of :mod:`spec`, bound to one
+backend's kernel module::
+
+    import backends
+    nn = backends.get("numba")             # "naive" | "numpy" | "numba"
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
+
+Every kernel module has the same shape, one forward and its backward side by side per layer;
+``ctx`` is whatever the forward keeps for its backward:
+
+====================================================================  ==========================
+forward                                                               backward
+====================================================================  ==========================
+``conv2d_forward(x, weight, bias, stride, padding, dilation)``        ``conv2d_backward(dy, ctx)``
+  -> ``(y, ctx)``                                                       -> ``(dx, dweight, dbias)``
+``linear_forward(x, weight, bias)`` -> ``(y, ctx)``                   ``linear_backward(dy, ctx)``
+                                                                        -> ``(dx, dweight, dbias)``
+``max_pool2d_forward(x, kernel, stride, padding, dilation, out_size)``  ``max_pool2d_backward(dy, ctx)``
+  -> ``(y, ctx)``                                                       -> ``dx``
+``batch_norm_forward(x3, weight, bias, mean, var, eps)``              ``batch_norm_backward(dy3, ctx)``
+  -> ``(y3, batch_mean, batch_var, ctx)``; x3 is (N, C, L); ``mean``    -> ``(dx3, dweight, dbias)``
+  and ``var`` are None to use (and return) the biased batch statistics
+``relu_forward(x)`` -> ``(y, ctx)``                                   ``relu_backward(dy, ctx)`` -> ``dx``
+``cross_entropy_forward(logits, targets, label_smoothing)``           ``cross_entropy_backward(weights, ctx)``
+  -> ``(per-sample losses, ctx)``                                       -> ``dlogits``
+====================================================================  ==========================
+
+Kernels compute in the dtype of their input (float32 or float64) and never change it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from types import ModuleType, SimpleNamespace
+
+import spec
+
+BACKENDS = ("naive", "numpy", "numba")
+
+
+@cache
+def get(name: str) -> SimpleNamespace:
+    """The layer classes of :mod:`spec`, computed by backend ``name``."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid backends are {', '.join(BACKENDS)}")
+    kernels = importlib.import_module(f"backends.{name}")
+    layers = {cls.__name__: _bind(cls, kernels, name) for cls in spec.LAYERS}
+    return SimpleNamespace(name=name, kernels=kernels, **layers)
+
+
+def _bind(layer: type, kernels: ModuleType, name: str) -> type:
+    return type(layer.__name__, (layer,), {
+        "kernels": kernels, "__module__": f"backends.{name}", "__doc__": layer.__doc__,
+        "__qualname__": layer.__name__})

@@ -1,0 +1,161 @@
+"""The vectorized NumPy backend: im2col + one GEMM per convolution, no Python loop over the
+batch, pixels or channels. The only loops run over kernel taps (kh*kw strided copies and
+adds, as in Chainer's im2col/col2im), which keeps ``np.add.at`` out of the hot paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends import gemm_conv
+from backends.geometry import WindowGeometry, window_geometry
+
+# ---- Conv2d -------------------------------------------------------------------------------
+
+
+def im2col(x: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """(N, C, H, W) -> patch matrix (N*OH*OW, kH*kW*C), built from an NHWC copy so that each
+    tap copies contiguous runs of channels."""
+    hp, wp = g.padded
+    xp = np.zeros((g.n, hp, wp, g.c), x.dtype)
+    xp[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :] = x.transpose(0, 2, 3, 1)
+    cols = np.empty((g.n, g.oh, g.ow, g.kh, g.kw, g.c), x.dtype)
+    for p in range(g.kh):
+        for q in range(g.kw):
+            rows, columns = g.window_slices(p, q)
+            cols[:, :, :, p, q, :] = xp[:, rows, columns, :]
+    return cols.reshape(g.n * g.oh * g.ow, g.kh * g.kw * g.c)
+
+
+def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """Adjoint of :func:`im2col`: scatter-add patch gradients back to (N, C, H, W)."""
+    dcols = dcols.reshape(g.n, g.oh, g.ow, g.kh, g.kw, g.c)
+    hp, wp = g.padded
+    dxp = np.zeros((g.n, hp, wp, g.c), dcols.dtype)
+    for p in range(g.kh):
+        for q in range(g.kw):
+            rows, columns = g.window_slices(p, q)
+            dxp[:, rows, columns, :] += dcols[:, :, :, p, q, :]
+    return np.ascontiguousarray(dxp[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :].transpose(0, 3, 1, 2))
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation):
+    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, im2col)
+
+
+def conv2d_backward(dy, ctx):
+    return gemm_conv.conv2d_backward(dy, ctx, col2im)
+
+
+# ---- Linear -------------------------------------------------------------------------------
+
+
+def linear_forward(x, weight, bias):
+    y = x @ weight.T
+    if bias is not None:
+        y += bias
+    return y, (x, weight, bias is not None)
+
+
+def linear_backward(dy, ctx):
+    x, weight, has_bias = ctx
+    return dy @ weight, dy.T @ x, (dy.sum(axis=0) if has_bias else None)
+
+
+# ---- MaxPool2d ----------------------------------------------------------------------------
+
+
+def _pad_with_neg_inf(x: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    hp, wp = g.padded
+    if (hp, wp) == (g.h, g.w):
+        return x
+    xp = np.full((g.n, g.c, hp, wp), -np.inf, x.dtype)
+    xp[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w] = x
+    return xp
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size):
+    g = window_geometry(x.shape, kernel, stride, padding, dilation, out_size)
+    xp = _pad_with_neg_inf(x, g)
+    y = np.full((g.n, g.c, g.oh, g.ow), -np.inf, x.dtype)
+    tap = np.zeros(y.shape, np.int32)  # index p*kW + q of the window's maximum
+    for p in range(g.kh):
+        for q in range(g.kw):
+            rows, columns = g.window_slices(p, q)
+            v = xp[:, :, rows, columns]
+            # strictly greater keeps the first maximum, as torch does; NaN wins, as in torch
+            better = (v > y) | np.isnan(v)
+            np.copyto(y, v, where=better)
+            tap[better] = p * g.kw + q
+    return y, (tap, g)
+
+
+def max_pool2d_backward(dy, ctx):
+    tap, g = ctx
+    dxp = np.zeros((g.n, g.c, *g.padded), dy.dtype)
+    for p in range(g.kh):
+        for q in range(g.kw):
+            rows, columns = g.window_slices(p, q)
+            dxp[:, :, rows, columns] += np.where(tap == p * g.kw + q, dy, 0)
+    return np.ascontiguousarray(dxp[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w])
+
+
+# ---- BatchNorm ----------------------------------------------------------------------------
+
+
+def batch_norm_forward(x3, weight, bias, mean, var, eps):
+    batch_stats = mean is None
+    if batch_stats:
+        mean = x3.mean(axis=(0, 2))
+        var = np.square(x3 - mean[:, None]).mean(axis=(0, 2))  # biased, two-pass
+    invstd = 1.0 / np.sqrt(var + x3.dtype.type(eps))
+    xhat = (x3 - mean[:, None]) * invstd[:, None]
+    y3 = xhat if weight is None else xhat * weight[:, None] + bias[:, None]
+    return y3, mean, var, (xhat, invstd, weight, batch_stats)
+
+
+def batch_norm_backward(dy3, ctx):
+    xhat, invstd, weight, batch_stats = ctx
+    dbias = dy3.sum(axis=(0, 2))
+    dweight = (dy3 * xhat).sum(axis=(0, 2))
+    scale = invstd if weight is None else weight * invstd
+    if batch_stats:
+        m = dy3.dtype.type(dy3.shape[0] * dy3.shape[2])
+        # dx = gamma * invstd / m * (m dy - sum(dy) - xhat * sum(dy xhat))
+        dx3 = (scale / m)[:, None] * (m * dy3 - dbias[:, None] - xhat * dweight[:, None])
+    else:
+        dx3 = dy3 * scale[:, None]
+    return dx3, dweight, dbias
+
+
+# ---- ReLU ---------------------------------------------------------------------------------
+
+
+def relu_forward(x):
+    y = np.maximum(x, 0)
+    return y, y
+
+
+def relu_backward(dy, ctx):
+    return np.where(ctx > 0, dy, dy.dtype.type(0))
+
+
+# ---- CrossEntropyLoss ---------------------------------------------------------------------
+
+
+def cross_entropy_forward(logits, targets, label_smoothing):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    n, classes = logits.shape
+    nll = -logp[np.arange(n), targets]
+    losses = (1 - label_smoothing) * nll - (label_smoothing / classes) * logp.sum(axis=1)
+    return losses.astype(logits.dtype, copy=False), (logp, targets, label_smoothing)
+
+
+def cross_entropy_backward(weights, ctx):
+    logp, targets, label_smoothing = ctx
+    n, classes = logp.shape
+    grad = np.exp(logp) - label_smoothing / classes
+    grad[np.arange(n), targets] -= 1 - label_smoothing
+    grad *= weights[:, None]
+    return grad

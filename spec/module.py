@@ -1,0 +1,241 @@
+"""The base of every layer spec: parameters, buffers, gradients, state dicts, train/eval.
+
+A spec says *what* a layer is: its hyper-parameters, its parameters and buffers (with
+PyTorch's names, shapes and initialisation), which inputs it accepts, its output shape
+and which gradients its backward pass returns. *How* the numbers are computed lives in
+a backend's kernel module, bound to the spec by :func:`backends.get`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A NumPy array from an array or a torch tensor (detached, moved to the CPU)."""
+    if hasattr(value, "detach"):  # a torch.Tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+class Module:
+    """Base class of all PyNet layers, shaped like ``torch.nn.Module``.
+
+    Parameters and buffers are NumPy arrays reachable as attributes (``layer.weight``).
+    ``layer.grads`` maps parameter names to the gradients accumulated by ``backward``,
+    the way ``param.grad`` accumulates in torch; :meth:`zero_grad` clears them.
+    """
+
+    kernels: ModuleType | None = None  # a backend's kernel module, bound by backends.get()
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+        self._grads: dict[str, np.ndarray] = {}
+        self._ctx: Any = None
+        self._out_shape: tuple[int, ...] | None = None
+        self._out_dtype: np.dtype | None = None
+        self.training = True
+
+    # -- attribute access to parameters, buffers and children, as in torch ---------------
+    def __getattr__(self, name: str) -> Any:
+        for store in ("_parameters", "_buffers", "_modules"):
+            items = self.__dict__.get(store)
+            if items is not None and name in items:
+                return items[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        for store in ("_parameters", "_buffers"):
+            items = self.__dict__.get(store)
+            if items is not None and name in items:
+                items[name] = value
+                return
+        object.__setattr__(self, name, value)
+
+    def register_parameter(self, name: str, value: np.ndarray | None) -> None:
+        if value is None:
+            object.__setattr__(self, name, None)  # e.g. bias=False: layer.bias is None
+        else:
+            self._parameters[name] = value
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        self._buffers[name] = value
+
+    def add_module(self, name: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: child {name!r} must be a PyNet layer, "
+                            f"got {type(module).__name__}")
+        self._modules[name] = module
+
+    # -- traversal ----------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}{name}.")
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name, value in module._parameters.items():
+                yield prefix + name, value
+
+    def parameters(self) -> list[np.ndarray]:
+        return [value for _, value in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name, value in module._buffers.items():
+                yield prefix + name, value
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Accumulated gradients by parameter name (dotted names inside containers)."""
+        return {prefix + name: g for prefix, module in self.named_modules()
+                for name, g in module._grads.items()}
+
+    def zero_grad(self) -> None:
+        """Forget all accumulated gradients (torch's ``zero_grad(set_to_none=True)``)."""
+        for _, module in self.named_modules():
+            module._grads.clear()
+
+    def _accumulate_grad(self, name: str, grad: np.ndarray) -> None:
+        previous = self._grads.get(name)
+        self._grads[name] = grad if previous is None else previous + grad
+
+    # -- modes and dtype ----------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for _, module in self.named_modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def to(self, dtype: np.dtype | type) -> Module:
+        """Cast every floating parameter and buffer to ``dtype`` (float32 or float64)."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dtype}")
+        for _, module in self.named_modules():
+            for store in (module._parameters, module._buffers):
+                for name, value in store.items():
+                    if value.dtype.kind == "f":
+                        store[name] = value.astype(dtype)
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    # -- state dicts ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters then buffers, module by module, under PyTorch's names."""
+        state: dict[str, np.ndarray] = {}
+        for prefix, module in self.named_modules():
+            for store in (module._parameters, module._buffers):
+                state.update((prefix + name, value) for name, value in store.items())
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Load arrays (or torch tensors) by PyTorch name, keeping the dtype they come with."""
+        slots = {prefix + name: (store, name)
+                 for prefix, module in self.named_modules()
+                 for store in (module._parameters, module._buffers) for name in store}
+        missing = [key for key in slots if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in slots]
+        if strict and (missing or unexpected):
+            raise KeyError(f"{self.describe()}: load_state_dict: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        for key, (store, name) in slots.items():
+            if key not in state_dict:
+                continue
+            value = as_array(state_dict[key])
+            current = store[name]
+            if value.shape != current.shape:
+                raise ValueError(f"{self.describe()}: load_state_dict: {key!r} expected shape "
+                                 f"{shape_str(current.shape)}, got {shape_str(value.shape)}")
+            if current.dtype.kind == "f" and value.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{self.describe()}: load_state_dict: {key!r} expected float32 "
+                                f"or float64, got {value.dtype}")
+            store[name] = np.array(value, dtype=value.dtype if current.dtype.kind == "f"
+                                   else current.dtype, copy=True)
+
+    # -- calling --------------------------------------------------------------------------
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        y = self.forward(x)
+        self._out_shape, self._out_dtype = y.shape, y.dtype
+        return y
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dL/dx of the last forward; parameter gradients accumulate into ``grads``."""
+        self._check_grad_output(dy)
+        return self._backward(dy)
+
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- validation -----------------------------------------------------------------------
+    def expected_input(self) -> str:
+        """The accepted input shape, as written in error messages, e.g. ``(N, 3, H, W)``."""
+        return "(N, *)"
+
+    def _input_ok(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) >= 1
+
+    def _check_input(self, x: Any) -> None:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self.describe()}: expected a NumPy array, got {type(x).__name__}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.describe()}: expected a float32 or float64 input, "
+                            f"got {x.dtype}")
+        if not self._input_ok(x.shape):
+            raise ValueError(f"{self.describe()}: expected input {self.expected_input()}, "
+                             f"got {shape_str(x.shape)}")
+        for name, value in self._parameters.items():
+            if value.dtype != x.dtype:
+                raise TypeError(f"{self.describe()}: input dtype {x.dtype} does not match "
+                                f"parameter {name!r} dtype {value.dtype}; cast one of them "
+                                f"(layer.to(np.{x.dtype}) or x.astype(np.{value.dtype}))")
+
+    def _check_grad_output(self, dy: Any) -> None:
+        if self._out_shape is None:
+            raise RuntimeError(f"{self.describe()}: backward() called before forward()")
+        if not isinstance(dy, np.ndarray):
+            raise TypeError(f"{self.describe()}: backward expected a NumPy array, "
+                            f"got {type(dy).__name__}")
+        if dy.shape != self._out_shape or dy.dtype != self._out_dtype:
+            raise ValueError(f"{self.describe()}: backward expected a gradient of shape "
+                             f"{shape_str(self._out_shape)} and dtype {self._out_dtype}, got "
+                             f"{shape_str(dy.shape)} and {dy.dtype}")
+
+    # -- printing ---------------------------------------------------------------------------
+    def describe(self) -> str:
+        """A short label for error messages, e.g. ``Conv2d(3->16, k=3)``."""
+        return f"{type(self).__name__}()"
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ")
+                 for name, child in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
