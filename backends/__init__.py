@@ -8,24 +8,24 @@ backend's kernel module::
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
 
 Every kernel module has the same shape, one forward and its backward side by side per layer;
-``ctx`` is whatever the forward keeps for its backward:
+``ctx`` is whatever the forward keeps for its backward::
 
-====================================================================  ==========================
-forward                                                               backward
-====================================================================  ==========================
-``conv2d_forward(x, weight, bias, stride, padding, dilation)``        ``conv2d_backward(dy, ctx)``
-  -> ``(y, ctx)``                                                       -> ``(dx, dweight, dbias)``
-``linear_forward(x, weight, bias)`` -> ``(y, ctx)``                   ``linear_backward(dy, ctx)``
-                                                                        -> ``(dx, dweight, dbias)``
-``max_pool2d_forward(x, kernel, stride, padding, dilation, out_size)``  ``max_pool2d_backward(dy, ctx)``
-  -> ``(y, ctx)``                                                       -> ``dx``
-``batch_norm_forward(x3, weight, bias, mean, var, eps)``              ``batch_norm_backward(dy3, ctx)``
-  -> ``(y3, batch_mean, batch_var, ctx)``; x3 is (N, C, L); ``mean``    -> ``(dx3, dweight, dbias)``
-  and ``var`` are None to use (and return) the biased batch statistics
-``relu_forward(x)`` -> ``(y, ctx)``                                   ``relu_backward(dy, ctx)`` -> ``dx``
-``cross_entropy_forward(logits, targets, label_smoothing)``           ``cross_entropy_backward(weights, ctx)``
-  -> ``(per-sample losses, ctx)``                                       -> ``dlogits``
-====================================================================  ==========================
+    conv2d_forward(x, weight, bias, stride, padding, dilation)    -> (y, ctx)
+    conv2d_backward(dy, ctx)                                      -> (dx, dweight, dbias)
+    linear_forward(x, weight, bias)                               -> (y, ctx)
+    linear_backward(dy, ctx)                                      -> (dx, dweight, dbias)
+    max_pool2d_forward(x, kernel, stride, padding, dilation, out_size) -> (y, ctx)
+    max_pool2d_backward(dy, ctx)                                  -> dx
+    batch_norm_forward(x3, weight, bias, mean, var, eps)          -> (y3, mean, var, ctx)
+    batch_norm_backward(dy3, ctx)                                 -> (dx3, dweight, dbias)
+    relu_forward(x)                                               -> (y, ctx)
+    relu_backward(dy, ctx)                                        -> dx
+    cross_entropy_forward(logits, targets, label_smoothing)       -> (per-sample losses, ctx)
+    cross_entropy_backward(weights, ctx)                          -> dlogits
+
+BatchNorm works on (N, C, L) views; ``mean`` and ``var`` are None in training mode, where
+the kernel computes (and returns) the batch mean and the biased batch variance, and the
+running statistics in eval mode. ``weights`` are the per-sample factors dL/dloss_n.
 
 Kernels compute in the dtype of their input (float32 or float64) and never change it.
 """

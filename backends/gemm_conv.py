@@ -13,10 +13,10 @@ and ``col2im``; the GEMMs run in the BLAS NumPy links to.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import numpy as np
 
 from backends.geometry import WindowGeometry, window_geometry
-
 
 Im2col = Callable[[np.ndarray, WindowGeometry], np.ndarray]
 Col2im = Callable[[np.ndarray, WindowGeometry], np.ndarray]

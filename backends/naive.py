@@ -212,7 +212,8 @@ def cross_entropy_forward(logits, targets, label_smoothing):
         for c in range(classes):
             logp[n, c] = logits[n, c] - top - log_total
             smooth += logp[n, c]
-        losses[n] = -(1 - label_smoothing) * logp[n, targets[n]] - label_smoothing / classes * smooth
+        losses[n] = (-(1 - label_smoothing) * logp[n, targets[n]]
+                     - label_smoothing / classes * smooth)
     return losses, (logp, targets, label_smoothing)
 
 

@@ -110,7 +110,9 @@ def batch_norm_forward(x3, weight, bias, mean, var, eps):
         var = np.square(x3 - mean[:, None]).mean(axis=(0, 2))  # biased, two-pass
     invstd = 1.0 / np.sqrt(var + x3.dtype.type(eps))
     xhat = (x3 - mean[:, None]) * invstd[:, None]
-    y3 = xhat if weight is None else xhat * weight[:, None] + bias[:, None]
+    y3 = xhat if weight is None else xhat * weight[:, None]
+    if bias is not None:
+        y3 = y3 + bias[:, None]
     return y3, mean, var, (xhat, invstd, weight, batch_stats)
 
 

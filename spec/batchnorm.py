@@ -27,6 +27,7 @@ class _BatchNorm(Module):
         affine: learnable ``weight`` (gamma) and ``bias`` (beta). Default: ``True``.
         track_running_stats: keep running statistics and use them in eval mode.
             Default: ``True``.
+        bias: with ``affine``, also learn ``bias`` (keyword-only, as in torch). Default: ``True``.
         dtype: parameter dtype, float32 (default) or float64.
 
     Gradients:
@@ -38,7 +39,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 dtype: object = None) -> None:
+                 dtype: object = None, *, bias: bool = True) -> None:
         super().__init__()
         self.num_features = positive_int(num_features, type(self).__name__, "num_features")
         if eps <= 0:
@@ -52,7 +53,8 @@ class _BatchNorm(Module):
         self.track_running_stats = track_running_stats
         dtype = float_dtype(dtype, self.describe())
         self.register_parameter("weight", np.ones(num_features, dtype) if affine else None)
-        self.register_parameter("bias", np.zeros(num_features, dtype) if affine else None)
+        self.register_parameter("bias",
+                                np.zeros(num_features, dtype) if affine and bias else None)
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype))
@@ -96,8 +98,9 @@ class _BatchNorm(Module):
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         dx3, dweight, dbias = self.kernels.batch_norm_backward(
             dy.reshape(dy.shape[0], dy.shape[1], -1), self._ctx)
-        if self.affine:
+        if self.weight is not None:
             self._accumulate_grad("weight", dweight)
+        if self.bias is not None:
             self._accumulate_grad("bias", dbias)
         return dx3.reshape(dy.shape)
 
@@ -106,7 +109,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):

@@ -1,0 +1,247 @@
+"""Conformance cases: every spec, on every backend, against its PyTorch counterpart.
+
+A :class:`Case` names a layer, its constructor arguments (PyTorch's, which PyNet shares) and
+an input. :func:`compare_with_torch` builds the layer in torch and in a PyNet backend with
+the same parameters, runs forward and backward on the same input and upstream gradient,
+and returns the worst relative error ``max|a - b| / max|b|`` of each quantity.
+:func:`finite_difference` checks the backward pass against central differences, without
+torch. ``pynet-check`` and the test suite both run these cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import backends
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+FD_TOLERANCE = 1e-6  # central differences in float64 with h = 1e-6 are good to ~1e-8
+
+Layer = tuple[str, tuple, dict]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration of one layer. ``inputs`` is 'normal', 'ties' (ReLU'd and rounded,
+    so pooling windows hold equal maxima) or 'huge' (logits of +-1e3). ``steps`` training
+    steps run before a BatchNorm's eval-mode check."""
+
+    id: str
+    layer: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    input_shape: tuple = ()
+    inputs: str = "normal"
+    steps: int = 1
+    children: tuple[Layer, ...] = ()
+
+
+SMALL_CNN: tuple[Layer, ...] = (
+    # no conv bias before BatchNorm: its true gradient is 0, so only round-off would compare
+    ("Conv2d", (3, 4, 3), {"padding": 1, "bias": False}), ("BatchNorm2d", (4,), {}),
+    ("ReLU", (), {}), ("MaxPool2d", (2,), {}), ("Flatten", (), {}),
+    ("Linear", (4 * 3 * 3, 5), {}))
+
+CASES: tuple[Case, ...] = (
+    Case("conv-3x3-pad1", "Conv2d", (3, 4, 3), {"padding": 1}, (2, 3, 6, 6)),
+    Case("conv-stride2", "Conv2d", (2, 3, 3), {"stride": 2, "padding": 1}, (2, 2, 7, 7)),
+    Case("conv-dilation2", "Conv2d", (2, 3, 3), {"dilation": 2, "padding": 2}, (1, 2, 7, 6)),
+    Case("conv-nonsquare", "Conv2d", (3, 2, (3, 2)), {"stride": (2, 1), "padding": (1, 0)},
+         (2, 3, 5, 6)),
+    Case("conv-1x1-nobias", "Conv2d", (4, 3, 1), {"bias": False}, (2, 4, 3, 5)),
+    Case("conv-batch1-odd", "Conv2d", (1, 2, 5), {"stride": 3, "padding": 2}, (1, 1, 9, 7)),
+    Case("linear", "Linear", (6, 4), {}, (3, 6)),
+    Case("linear-nobias-batch1", "Linear", (5, 3), {"bias": False}, (1, 5)),
+    Case("pool-2x2", "MaxPool2d", (2,), {}, (2, 3, 6, 6)),
+    Case("pool-ties", "MaxPool2d", (2,), {}, (2, 3, 6, 6), inputs="ties"),
+    Case("pool-overlap-padded-ties", "MaxPool2d", (3,), {"stride": 2, "padding": 1},
+         (2, 2, 7, 7), inputs="ties"),
+    Case("pool-nonsquare-ceil", "MaxPool2d", ((3, 2),), {"stride": (2, 1), "ceil_mode": True},
+         (1, 2, 6, 5)),
+    Case("bn2d-3steps", "BatchNorm2d", (3,), {}, (4, 3, 3, 3), steps=3),
+    Case("bn2d-cumulative-noaffine", "BatchNorm2d", (2,),
+         {"momentum": None, "affine": False}, (3, 2, 2, 3), steps=2),
+    Case("bn2d-weight-only", "BatchNorm2d", (3,), {"bias": False}, (2, 3, 3, 2), steps=2),
+    Case("bn1d-3steps", "BatchNorm1d", (5,), {"momentum": 0.3}, (6, 5), steps=3),
+    Case("bn1d-ncl", "BatchNorm1d", (3,), {}, (2, 3, 4), steps=2),
+    Case("relu", "ReLU", (), {}, (3, 4, 5)),
+    Case("relu-zeros", "ReLU", (), {}, (4, 6), inputs="ties"),
+    Case("flatten", "Flatten", (), {}, (2, 3, 2, 2)),
+    Case("cross-entropy", "CrossEntropyLoss", (), {}, (5, 4)),
+    Case("cross-entropy-smoothing", "CrossEntropyLoss", (), {"label_smoothing": 0.1}, (6, 3)),
+    Case("cross-entropy-huge-logits", "CrossEntropyLoss", (), {"label_smoothing": 0.2}, (4, 5),
+         inputs="huge"),
+    Case("small-cnn", "Sequential", input_shape=(2, 3, 6, 6), children=SMALL_CNN),
+)
+
+
+def relative_error(actual: Any, expected: Any) -> float:
+    """``max|a - b| / max|b|`` (the absolute error where ``b`` is all zeros)."""
+    a, b = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    if a.size == 0:
+        return 0.0
+    scale = np.abs(b).max()
+    return float(np.abs(a - b).max() / (scale if scale > 0 else 1.0))
+
+
+def make_input(case: Case, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    x = rng.standard_normal(case.input_shape)
+    if case.inputs == "ties":
+        x = np.maximum(np.round(x * 2), 0)  # many exact zeros and repeated integers
+    elif case.inputs == "huge":
+        x = x * 1e3
+    elif case.layer.startswith("BatchNorm"):
+        x = 3 * x + 1  # a mean and variance far from the normalised ones
+    return x.astype(dtype)
+
+
+def build_torch(name: str, args: tuple, kwargs: dict,
+                children: tuple[Layer, ...] = ()) -> torch.nn.Module:
+    if name == "Sequential":
+        return torch.nn.Sequential(*(build_torch(*child) for child in children))
+    return getattr(torch.nn, name)(*args, **kwargs)
+
+
+def build_pair(case: Case, backend: str, dtype: np.dtype, seed: int = 0):
+    """The torch layer (with non-trivial parameters) and the PyNet layer loaded from it."""
+    torch.manual_seed(seed)
+    reference = build_torch(case.layer, case.args, case.kwargs, case.children)
+    reference = reference.to(torch.float64 if dtype == np.float64 else torch.float32)
+    for name, param in reference.named_parameters():
+        if name.endswith("weight") and param.dim() == 1:  # BatchNorm gamma, otherwise all 1
+            torch.nn.init.uniform_(param, 0.5, 1.5)
+        elif name.endswith("bias") and param.dim() == 1:
+            torch.nn.init.uniform_(param, -0.5, 0.5)
+    nn = backends.get(backend)
+    layer = build_pynet(nn, case.layer, case.args, case.kwargs, case.children)
+    layer.load_state_dict(reference.state_dict())
+    return reference, layer
+
+
+def build_pynet(nn: Any, name: str, args: tuple, kwargs: dict,
+                children: tuple[Layer, ...] = ()):
+    if name == "Sequential":
+        return nn.Sequential(*(build_pynet(nn, *child) for child in children))
+    return getattr(nn, name)(*args, **kwargs)
+
+
+def _targets(case: Case, rng: np.random.Generator, batch: int) -> np.ndarray:
+    classes = 5 if case.layer == "Sequential" else case.input_shape[-1]
+    return rng.integers(0, classes, size=batch)
+
+
+def _step(reference, layer, nn: Any, case: Case, x: np.ndarray, rng: np.random.Generator,
+          errors: dict[str, float], key: str) -> None:
+    """One forward and backward through both; record the worst errors under ``key``."""
+    tx = torch.tensor(x, requires_grad=True)
+    if case.layer in ("CrossEntropyLoss", "Sequential"):
+        targets = _targets(case, rng, x.shape[0])
+        criterion = (reference if case.layer == "CrossEntropyLoss"
+                     else torch.nn.CrossEntropyLoss())
+        tout = reference(tx) if case.layer == "Sequential" else tx
+        tloss = criterion(tout, torch.tensor(targets))
+        tloss.backward()
+        crit = layer if case.layer == "CrossEntropyLoss" else nn.CrossEntropyLoss()
+        out = layer(x) if case.layer == "Sequential" else x
+        loss = crit(out, targets)
+        dx = crit.backward()
+        if case.layer == "Sequential":
+            dx = layer.backward(dx)
+        forward_error = relative_error(loss, tloss.detach().numpy())
+    else:
+        ty = reference(tx)
+        dy = rng.standard_normal(ty.shape).astype(x.dtype)
+        ty.backward(torch.tensor(dy))
+        y = layer(x)
+        dx = layer.backward(dy)
+        forward_error = relative_error(y, ty.detach().numpy())
+        if y.dtype != x.dtype or dx.dtype != x.dtype:
+            raise TypeError(f"{case.id}: dtype changed: input {x.dtype}, output {y.dtype}, "
+                            f"dx {dx.dtype}")
+    errors[key] = max(errors.get(key, 0.0), forward_error)
+    dx_key = "eval_dx" if key == "eval" else "dx"
+    errors[dx_key] = max(errors.get(dx_key, 0.0), relative_error(dx, tx.grad.numpy()))
+
+
+def compare_with_torch(case: Case, backend: str, dtype: str, seed: int = 0) -> dict[str, float]:
+    """Worst relative errors of one case against torch: forward, dx, parameter gradients
+    and, for BatchNorm, running statistics and eval-mode output and dx."""
+    np_dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    reference, layer = build_pair(case, backend, np_dtype, seed)
+    nn = backends.get(backend)
+    errors: dict[str, float] = {}
+    for _ in range(case.steps):
+        _step(reference, layer, nn, case, make_input(case, np_dtype, rng), rng, errors, "forward")
+    torch_grads = {name: p.grad.numpy() for name, p in reference.named_parameters()}
+    if set(torch_grads) != set(layer.grads):
+        raise KeyError(f"{case.id}: gradients {sorted(layer.grads)} != torch's "
+                       f"{sorted(torch_grads)}")
+    if torch_grads:
+        errors["params"] = max(relative_error(layer.grads[k], g) for k, g in torch_grads.items())
+    buffers = dict(reference.named_buffers())
+    if buffers:
+        errors["running"] = max(relative_error(value, buffers[name].numpy())
+                                for name, value in layer.named_buffers())
+        reference.eval()
+        layer.eval()
+        _step(reference, layer, nn, case, make_input(case, np_dtype, rng), rng, errors, "eval")
+    return errors
+
+
+def differentiable(case: Case) -> bool:
+    """Whether finite differences apply: tied maxima and ReLU at 0 have no derivative."""
+    return case.inputs != "ties"
+
+
+def finite_difference(case: Case, backend: str, seed: int = 0, h: float = 1e-6,
+                      probes: int = 6) -> float:
+    """Worst relative error of the analytic gradients (dx and every parameter's) against
+    central differences of ``L = sum(layer(x) * R)``, in float64, at ``probes`` random
+    coordinates per tensor. Uses no torch."""
+    rng = np.random.default_rng(seed)
+    nn = backends.get(backend)
+    layer = build_pynet(nn, case.layer, case.args, case.kwargs, case.children).double()
+    x = make_input(case, np.dtype(np.float64), rng)
+    if case.layer in ("CrossEntropyLoss", "Sequential"):
+        targets = _targets(case, rng, x.shape[0])
+        crit = layer if case.layer == "CrossEntropyLoss" else nn.CrossEntropyLoss()
+        net = (lambda v: v) if case.layer == "CrossEntropyLoss" else layer
+
+        def loss() -> float:
+            return float(crit(net(x), targets))
+
+        loss()
+        upstream = crit.backward()
+        dx = upstream if case.layer == "CrossEntropyLoss" else layer.backward(upstream)
+    else:
+        projection = rng.standard_normal(layer.output_shape(x.shape))
+
+        def loss() -> float:
+            return float((layer(x) * projection).sum())
+
+        loss()
+        dx = layer.backward(projection)
+    tensors = [(x, dx)] + [(value, layer.grads[name]) for name, value in
+                           layer.named_parameters()]
+    worst = 0.0
+    for tensor, analytic in tensors:
+        flat, grad = tensor.reshape(-1), analytic.reshape(-1)
+        picks = rng.choice(flat.size, size=min(probes, flat.size), replace=False)
+        numeric = np.empty(len(picks))
+        for k, index in enumerate(picks):
+            saved = flat[index]
+            flat[index] = saved + h
+            up = loss()
+            flat[index] = saved - h
+            down = loss()
+            flat[index] = saved
+            numeric[k] = (up - down) / (2 * h)
+        worst = max(worst, relative_error(grad[picks], numeric))
+    return worst
