@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s check`` (lint, tests, pynet-check).
+"""Developer sessions: ``nox -s check`` (lint, tests, pynet-check) and ``nox -s bench``.
 
 Environments are reused between runs (torch is large): the first run installs the project
 into ``.nox/<session>``, later runs only refresh the editable install.
@@ -28,3 +28,13 @@ def check(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("pytest", *session.posargs)
     session.run("pynet-check", "--quiet", "--json", "runs/pynet-check.json")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every backend against torch (pytest-benchmark) -> bench/RESULTS.md, bench/results.json."""
+    install(session)
+    raw = ".benchmarks/raw.json"
+    session.run("pytest", "bench", "--benchmark-only", f"--benchmark-json={raw}",
+                *session.posargs)
+    session.run("python", "-m", "bench.report", raw)

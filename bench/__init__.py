@@ -1,0 +1,1 @@
+"""Benchmarks of the PyNet backends against PyTorch."""
