@@ -1,0 +1,163 @@
+"""Optimizers with ``torch.optim``'s update rules: SGD (momentum, Nesterov, weight decay),
+Adam and AdamW. They update a module's parameter arrays in place from ``module.grads``.
+
+    opt = SGD(net, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt.zero_grad(); crit(net(x), y); net.backward(crit.backward()); opt.step()
+
+Unlike torch, an optimizer takes the module rather than ``module.parameters()``, because
+PyNet's gradients live in ``module.grads`` by parameter name, not on the arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from spec.module import Module
+
+
+class Optimizer:
+    """Base class: the module, the hyper-parameters in ``defaults`` (``lr`` may be changed
+    by a scheduler) and a per-parameter ``state``."""
+
+    def __init__(self, module: Module, **defaults: Any) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: expected a PyNet module, "
+                            f"got {type(module).__name__}")
+        if defaults["lr"] < 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {defaults['lr']}")
+        self.module = module
+        self.defaults = defaults
+        self.state: dict[str, dict[str, Any]] = {}
+
+    @property
+    def lr(self) -> float:
+        return self.defaults["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.defaults["lr"] = value
+
+    def zero_grad(self) -> None:
+        self.module.zero_grad()
+
+    def step(self) -> None:
+        grads = self.module.grads
+        for name, param in self.module.named_parameters():
+            grad = grads.get(name)
+            if grad is not None:
+                self._update(param, grad.astype(param.dtype, copy=False),
+                             self.state.setdefault(name, {}))
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"defaults": dict(self.defaults),
+                "state": {name: dict(s) for name, s in self.state.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.defaults.update(state_dict["defaults"])
+        self.state = {name: dict(s) for name, s in state_dict["state"].items()}
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as ``torch.optim.SGD``::
+
+        g = grad + weight_decay * p
+        buf = g (first step) or momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf (nesterov) or buf
+        p -= lr * g
+    """
+
+    def __init__(self, module: Module, lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(module, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov)
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        d = self.defaults
+        if d["weight_decay"]:
+            grad = grad + d["weight_decay"] * param
+        if d["momentum"]:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = grad.copy()
+            else:
+                buf = d["momentum"] * buf + (1 - d["dampening"]) * grad
+            state["momentum_buffer"] = buf
+            grad = grad + d["momentum"] * buf if d["nesterov"] else buf
+        param -= d["lr"] * grad
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (``weight_decay`` is an L2 term added to the gradient)::
+
+        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+        p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    decoupled_weight_decay = False
+
+    def __init__(self, module: Module, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        super().__init__(module, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        d = self.defaults
+        beta1, beta2 = d["betas"]
+        if d["weight_decay"]:
+            if self.decoupled_weight_decay:
+                param *= 1 - d["lr"] * d["weight_decay"]
+            else:
+                grad = grad + d["weight_decay"] * param
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(param), exp_avg_sq=np.zeros_like(param))
+        state["step"] += 1
+        step = state["step"]
+        state["exp_avg"] = state["exp_avg"] + (1 - beta1) * (grad - state["exp_avg"])
+        state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad * grad
+        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+        step_size = d["lr"] / (1 - beta1**step)
+        denom = np.sqrt(state["exp_avg_sq"]) / bias_correction2_sqrt + d["eps"]
+        param -= step_size * state["exp_avg"] / denom
+
+
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay,
+    ``p *= 1 - lr * weight_decay`` before the Adam step. Default ``weight_decay=1e-2``."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, module: Module, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
+        super().__init__(module, lr, betas, eps, weight_decay)
+
+
+class CosineAnnealingLR:
+    """``torch.optim.lr_scheduler.CosineAnnealingLR`` in closed form: after ``t`` calls of
+    :meth:`step`, ``lr = eta_min + (base_lr - eta_min) (1 + cos(pi t / T_max)) / 2``."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.optimizer, self.T_max, self.eta_min = optimizer, T_max, eta_min
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+
+    def get_last_lr(self) -> list[float]:
+        return [self.optimizer.lr]
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * cosine

@@ -1,0 +1,67 @@
+"""Optimizers and the learning-rate schedule follow torch.optim to round-off in float64."""
+
+import numpy as np
+import pytest
+import torch
+
+import backends
+from spec.optim import SGD, Adam, AdamW, CosineAnnealingLR
+
+CONFIGS = [
+    (SGD, torch.optim.SGD, {"lr": 0.1}),
+    (SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}),
+    (SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True,
+                            "weight_decay": 1e-3}),
+    (SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.5, "dampening": 0.3}),
+    (Adam, torch.optim.Adam, {"lr": 1e-2}),
+    (Adam, torch.optim.Adam, {"lr": 1e-2, "betas": (0.8, 0.99), "weight_decay": 1e-2}),
+    (AdamW, torch.optim.AdamW, {"lr": 1e-2}),
+    (AdamW, torch.optim.AdamW, {"lr": 3e-3, "weight_decay": 0.1, "eps": 1e-6}),
+]
+
+
+@pytest.mark.parametrize("ours, theirs, kwargs", CONFIGS,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CONFIGS)])
+def test_optimizer_matches_torch_over_20_steps_on_the_same_gradients(ours, theirs, kwargs):
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3)).double()
+    nn = backends.get("numpy")
+    net = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
+    net.load_state_dict(reference.state_dict())
+    opt, ref_opt = ours(net, **kwargs), theirs(reference.parameters(), **kwargs)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        grads = {name: rng.standard_normal(p.shape) for name, p in net.named_parameters()}
+        opt.zero_grad()
+        for prefix, module in net.named_modules():
+            for name in module._parameters:
+                module._accumulate_grad(name, grads[prefix + name])
+        opt.step()
+        ref_opt.zero_grad()
+        for name, p in reference.named_parameters():
+            p.grad = torch.tensor(grads[name])
+        ref_opt.step()
+    for name, p in reference.named_parameters():
+        np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-12,
+                                   atol=1e-14)
+
+
+def test_cosine_schedule_matches_torch():
+    nn = backends.get("numpy")
+    opt = SGD(nn.Linear(2, 2), lr=0.4)
+    ref_opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.4)
+    ours, theirs = CosineAnnealingLR(opt, T_max=7, eta_min=0.01), \
+        torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=7, eta_min=0.01)
+    for _ in range(7):
+        ref_opt.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr()[0] == pytest.approx(theirs.get_last_lr()[0], rel=1e-12)
+
+
+def test_optimizer_rejects_what_torch_rejects():
+    nn = backends.get("numpy")
+    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum"):
+        SGD(nn.Linear(2, 2), lr=0.1, nesterov=True)
+    with pytest.raises(TypeError, match="expected a PyNet module, got generator"):
+        SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
