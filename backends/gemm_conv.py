@@ -39,7 +39,8 @@ def conv2d_backward(dy: np.ndarray, ctx: tuple,
                     col2im: Col2im) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     cols, wmat, g, weight_shape, has_bias = ctx
     dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, weight_shape[0])  # (N*OH*OW, C_out)
-    dwmat = dy_rows.T @ cols                                        # (C_out, kH*kW*C)
+    # (cols^T dy)^T rather than dy^T cols: OpenBLAS runs this layout far faster here
+    dwmat = (cols.T @ dy_rows).T                                    # (C_out, kH*kW*C)
     dweight = np.ascontiguousarray(
         dwmat.reshape(weight_shape[0], g.kh, g.kw, g.c).transpose(0, 3, 1, 2))
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from spec.shapes import window_output_size
+
+Pair = tuple[int, int]
+#: what a backward kernel returns: dL/dx, then the weight and bias gradients (None if absent)
+Grads = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 class WindowGeometry(NamedTuple):

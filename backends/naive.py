@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.geometry import WindowGeometry, window_geometry
+from backends.geometry import Grads, Pair, WindowGeometry, window_geometry
 
 
 def _input_pixel(g: WindowGeometry, i: int, j: int, p: int, q: int) -> tuple[int, int]:
@@ -23,7 +23,8 @@ def _inside(g: WindowGeometry, r: int, c: int) -> bool:
 # ---- Conv2d: y[n,o,i,j] = b[o] + sum_{c,p,q} w[o,c,p,q] x[n, c, i s + p d - pad, ...] -------
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation):
+def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                   stride: Pair, padding: Pair, dilation: Pair) -> tuple[np.ndarray, tuple]:
     g = window_geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     y = np.zeros((g.n, weight.shape[0], g.oh, g.ow), x.dtype)
     for n in range(g.n):
@@ -41,7 +42,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
     return y, (x, weight, bias is not None, g)
 
 
-def conv2d_backward(dy, ctx):
+def conv2d_backward(dy: np.ndarray, ctx: tuple) -> Grads:
     x, weight, has_bias, g = ctx
     dx, dweight = np.zeros_like(x), np.zeros_like(weight)
     dbias = np.zeros(weight.shape[0], dy.dtype)
@@ -64,7 +65,8 @@ def conv2d_backward(dy, ctx):
 # ---- Linear: y[n,o] = b[o] + sum_k w[o,k] x[n,k] ------------------------------------------
 
 
-def linear_forward(x, weight, bias):
+def linear_forward(x: np.ndarray, weight: np.ndarray,
+                   bias: np.ndarray | None) -> tuple[np.ndarray, tuple]:
     y = np.zeros((x.shape[0], weight.shape[0]), x.dtype)
     for n in range(x.shape[0]):
         for o in range(weight.shape[0]):
@@ -75,7 +77,7 @@ def linear_forward(x, weight, bias):
     return y, (x, weight, bias is not None)
 
 
-def linear_backward(dy, ctx):
+def linear_backward(dy: np.ndarray, ctx: tuple) -> Grads:
     x, weight, has_bias = ctx
     dx, dweight = np.zeros_like(x), np.zeros_like(weight)
     dbias = np.zeros(weight.shape[0], dy.dtype)
@@ -91,7 +93,8 @@ def linear_backward(dy, ctx):
 # ---- MaxPool2d: y = max over the window (padding is -inf); the first maximum wins ----------
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size):
+def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair,
+                       dilation: Pair, out_size: Pair) -> tuple[np.ndarray, tuple]:
     g = window_geometry(x.shape, kernel, stride, padding, dilation, out_size)
     y = np.empty((g.n, g.c, g.oh, g.ow), x.dtype)
     argmax = np.zeros((g.n, g.c, g.oh, g.ow, 2), np.int64)
@@ -110,7 +113,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size):
     return y, (argmax, x.shape)
 
 
-def max_pool2d_backward(dy, ctx):
+def max_pool2d_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
     argmax, x_shape = ctx
     dx = np.zeros(x_shape, dy.dtype)
     n_, c_, oh, ow = dy.shape
@@ -126,7 +129,9 @@ def max_pool2d_backward(dy, ctx):
 # ---- BatchNorm: y = (x - mean) / sqrt(var + eps) * gamma + beta, per channel -----------------
 
 
-def batch_norm_forward(x3, weight, bias, mean, var, eps):
+def batch_norm_forward(x3: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
+                       mean: np.ndarray | None, var: np.ndarray | None,
+                       eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     n_, channels, length = x3.shape
     m = n_ * length
     batch_stats = mean is None
@@ -156,7 +161,7 @@ def batch_norm_forward(x3, weight, bias, mean, var, eps):
     return y3, mean, var, (xhat, invstd, weight, batch_stats)
 
 
-def batch_norm_backward(dy3, ctx):
+def batch_norm_backward(dy3: np.ndarray, ctx: tuple) -> Grads:
     xhat, invstd, weight, batch_stats = ctx
     n_, channels, length = dy3.shape
     m = n_ * length
@@ -181,24 +186,25 @@ def batch_norm_backward(dy3, ctx):
 # ---- ReLU: y = max(x, 0); dy/dx = 1 if x > 0 else 0 (0 at exactly 0) -----------------------
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.empty_like(x)
     for index, value in np.ndenumerate(x):
         y[index] = value if (value > 0 or np.isnan(value)) else 0
     return y, x
 
 
-def relu_backward(dy, ctx):
+def relu_backward(dy: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     dx = np.empty_like(dy)
     for index, value in np.ndenumerate(ctx):
-        dx[index] = dy[index] if value > 0 else 0
+        dx[index] = 0 if value <= 0 else dy[index]  # torch's threshold_backward: NaN passes
     return dx
 
 
 # ---- CrossEntropyLoss: loss = -(1-e) log p_t - e/C sum_c log p_c, log p by log-sum-exp -------
 
 
-def cross_entropy_forward(logits, targets, label_smoothing):
+def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
+                          label_smoothing: float) -> tuple[np.ndarray, tuple]:
     n_, classes = logits.shape
     logp = np.empty_like(logits)
     losses = np.empty(n_, logits.dtype)
@@ -217,7 +223,7 @@ def cross_entropy_forward(logits, targets, label_smoothing):
     return losses, (logp, targets, label_smoothing)
 
 
-def cross_entropy_backward(weights, ctx):
+def cross_entropy_backward(weights: np.ndarray, ctx: tuple) -> np.ndarray:
     logp, targets, label_smoothing = ctx
     n_, classes = logp.shape
     grad = np.empty_like(logp)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends import gemm_conv
-from backends.geometry import WindowGeometry, window_geometry
+from backends.geometry import Grads, Pair, WindowGeometry, window_geometry
 
 # ---- Conv2d -------------------------------------------------------------------------------
 
@@ -39,25 +39,27 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
     return np.ascontiguousarray(dxp[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :].transpose(0, 3, 1, 2))
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation):
+def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+                   stride: Pair, padding: Pair, dilation: Pair) -> tuple[np.ndarray, tuple]:
     return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, im2col)
 
 
-def conv2d_backward(dy, ctx):
+def conv2d_backward(dy: np.ndarray, ctx: tuple) -> Grads:
     return gemm_conv.conv2d_backward(dy, ctx, col2im)
 
 
 # ---- Linear -------------------------------------------------------------------------------
 
 
-def linear_forward(x, weight, bias):
+def linear_forward(x: np.ndarray, weight: np.ndarray,
+                   bias: np.ndarray | None) -> tuple[np.ndarray, tuple]:
     y = x @ weight.T
     if bias is not None:
         y += bias
     return y, (x, weight, bias is not None)
 
 
-def linear_backward(dy, ctx):
+def linear_backward(dy: np.ndarray, ctx: tuple) -> Grads:
     x, weight, has_bias = ctx
     return dy @ weight, dy.T @ x, (dy.sum(axis=0) if has_bias else None)
 
@@ -74,23 +76,34 @@ def _pad_with_neg_inf(x: np.ndarray, g: WindowGeometry) -> np.ndarray:
     return xp
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size):
+def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair,
+                       dilation: Pair, out_size: Pair) -> tuple[np.ndarray, tuple]:
     g = window_geometry(x.shape, kernel, stride, padding, dilation, out_size)
     xp = _pad_with_neg_inf(x, g)
     y = np.full((g.n, g.c, g.oh, g.ow), -np.inf, x.dtype)
     tap = np.zeros(y.shape, np.int32)  # index p*kW + q of the window's maximum
+    seen = np.zeros((g.oh, g.ow), bool)  # has the window met an element inside the input?
     for p in range(g.kh):
         for q in range(g.kw):
             rows, columns = g.window_slices(p, q)
             v = xp[:, :, rows, columns]
-            # strictly greater keeps the first maximum, as torch does; NaN wins, as in torch
-            better = (v > y) | np.isnan(v)
+            inside = _inside(rows, g.ph, g.h)[:, None] & _inside(columns, g.pw, g.w)[None, :]
+            # as torch: the first element inside the input starts the window, then a strictly
+            # greater value (so the first maximum wins a tie) or a NaN replaces it
+            better = (v > y) | np.isnan(v) | (inside & ~seen)
+            seen |= inside
             np.copyto(y, v, where=better)
             tap[better] = p * g.kw + q
     return y, (tap, g)
 
 
-def max_pool2d_backward(dy, ctx):
+def _inside(taps: slice, pad: int, size: int) -> np.ndarray:
+    """Which padded coordinates of a strided slice fall inside the unpadded input."""
+    coordinates = np.arange(taps.start, taps.stop, taps.step) - pad
+    return (coordinates >= 0) & (coordinates < size)
+
+
+def max_pool2d_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
     tap, g = ctx
     dxp = np.zeros((g.n, g.c, *g.padded), dy.dtype)
     for p in range(g.kh):
@@ -103,7 +116,9 @@ def max_pool2d_backward(dy, ctx):
 # ---- BatchNorm ----------------------------------------------------------------------------
 
 
-def batch_norm_forward(x3, weight, bias, mean, var, eps):
+def batch_norm_forward(x3: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
+                       mean: np.ndarray | None, var: np.ndarray | None,
+                       eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     batch_stats = mean is None
     if batch_stats:
         mean = x3.mean(axis=(0, 2))
@@ -116,7 +131,7 @@ def batch_norm_forward(x3, weight, bias, mean, var, eps):
     return y3, mean, var, (xhat, invstd, weight, batch_stats)
 
 
-def batch_norm_backward(dy3, ctx):
+def batch_norm_backward(dy3: np.ndarray, ctx: tuple) -> Grads:
     xhat, invstd, weight, batch_stats = ctx
     dbias = dy3.sum(axis=(0, 2))
     dweight = (dy3 * xhat).sum(axis=(0, 2))
@@ -133,19 +148,21 @@ def batch_norm_backward(dy3, ctx):
 # ---- ReLU ---------------------------------------------------------------------------------
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.maximum(x, 0)
     return y, y
 
 
-def relu_backward(dy, ctx):
-    return np.where(ctx > 0, dy, dy.dtype.type(0))
+def relu_backward(dy: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    # torch's threshold_backward: 0 where y <= 0 (so at x == 0); NaN lets dy through
+    return np.where(ctx <= 0, dy.dtype.type(0), dy)
 
 
 # ---- CrossEntropyLoss ---------------------------------------------------------------------
 
 
-def cross_entropy_forward(logits, targets, label_smoothing):
+def cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
+                          label_smoothing: float) -> tuple[np.ndarray, tuple]:
     shifted = logits - logits.max(axis=1, keepdims=True)
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     n, classes = logits.shape
@@ -154,7 +171,7 @@ def cross_entropy_forward(logits, targets, label_smoothing):
     return losses.astype(logits.dtype, copy=False), (logp, targets, label_smoothing)
 
 
-def cross_entropy_backward(weights, ctx):
+def cross_entropy_backward(weights: np.ndarray, ctx: tuple) -> np.ndarray:
     logp, targets, label_smoothing = ctx
     n, classes = logp.shape
     grad = np.exp(logp) - label_smoothing / classes

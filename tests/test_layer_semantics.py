@@ -107,3 +107,20 @@ def test_every_layer_keeps_the_input_dtype(nn, dtype):
     dx = net.backward(crit.backward())
     assert y.dtype == loss.dtype == dx.dtype == dtype
     assert all(g.dtype == dtype for g in net.grads.values())
+
+
+def test_relu_lets_the_gradient_through_nan_as_torchs_threshold_backward_does(nn):
+    relu = nn.ReLU()
+    y = relu(np.array([np.nan, -np.inf, 1.0]))
+    assert np.isnan(y[0])
+    np.testing.assert_array_equal(relu.backward(np.full(3, 2.0)), [2.0, 0.0, 2.0])
+
+
+def test_maxpool_window_of_minus_inf_sends_its_gradient_to_its_first_element_inside(nn):
+    pool = nn.MaxPool2d(3, stride=2, padding=1)
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, :2, :2] = -np.inf  # the top-left window sees only -inf inside the input
+    y = pool(x)
+    assert y[0, 0, 0, 0] == -np.inf
+    dx = pool.backward(np.ones_like(y))
+    assert dx[0, 0, 0, 0] == 1 and dx.sum() == 4  # no gradient lost to the padding
