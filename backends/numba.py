@@ -99,15 +99,18 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
     return dx
 
 
+PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
+
+
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int]) -> tuple[np.ndarray, tuple]:
-    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, im2col)
+    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, PATCH_OPS)
 
 
 def conv2d_backward(dy: np.ndarray,
                     ctx: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    return gemm_conv.conv2d_backward(dy, ctx, col2im)
+    return gemm_conv.conv2d_backward(dy, ctx, PATCH_OPS)
 
 
 # ---- Linear: one GEMM each way, in BLAS: re-exported from backends.numpy (see imports) -----

@@ -39,13 +39,16 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
     return np.ascontiguousarray(dxp[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :].transpose(0, 3, 1, 2))
 
 
+PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
+
+
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: Pair, padding: Pair, dilation: Pair) -> tuple[np.ndarray, tuple]:
-    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, im2col)
+    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, PATCH_OPS)
 
 
 def conv2d_backward(dy: np.ndarray, ctx: tuple) -> Grads:
-    return gemm_conv.conv2d_backward(dy, ctx, col2im)
+    return gemm_conv.conv2d_backward(dy, ctx, PATCH_OPS)
 
 
 # ---- Linear -------------------------------------------------------------------------------
