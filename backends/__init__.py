@@ -33,10 +33,11 @@ Kernels compute in the dtype of their input (float32 or float64) and never chang
 from __future__ import annotations
 
 import importlib
-from functools import cache
+from functools import cache, partial
 from types import ModuleType, SimpleNamespace
 
 import spec
+from spec import serialization
 
 BACKENDS = ("naive", "numpy", "numba")
 
@@ -48,7 +49,9 @@ def get(name: str) -> SimpleNamespace:
         raise ValueError(f"unknown backend {name!r}; valid backends are {', '.join(BACKENDS)}")
     kernels = importlib.import_module(f"backends.{name}")
     layers = {cls.__name__: _bind(cls, kernels, name) for cls in spec.LAYERS}
-    return SimpleNamespace(name=name, kernels=kernels, **layers)
+    namespace = SimpleNamespace(name=name, kernels=kernels, **layers)
+    namespace.load = partial(serialization.load, namespace)  # nn.load("model.npz")
+    return namespace
 
 
 def _bind(layer: type, kernels: ModuleType, name: str) -> type:

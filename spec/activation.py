@@ -72,3 +72,6 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def config(self) -> dict:
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}

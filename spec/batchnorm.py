@@ -107,6 +107,11 @@ class _BatchNorm(Module):
     def describe(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
 
+    def config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "affine": self.affine, "track_running_stats": self.track_running_stats,
+                "bias": self.bias is not None}
+
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "

@@ -100,6 +100,12 @@ class Conv2d(Module):
         kh, kw = self.kernel_size
         return f"Conv2d({self.in_channels}->{self.out_channels}, k={kh if kh == kw else (kh, kw)})"
 
+    def config(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "stride": self.stride,
+                "padding": self.padding, "dilation": self.dilation,
+                "bias": self.bias is not None}
+
     def extra_repr(self) -> str:
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")

@@ -65,6 +65,10 @@ class Linear(Module):
     def describe(self) -> str:
         return f"Linear({self.in_features}->{self.out_features})"
 
+    def config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None}
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")

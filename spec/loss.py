@@ -98,5 +98,8 @@ class CrossEntropyLoss(Module):
     def describe(self) -> str:
         return "CrossEntropyLoss()"
 
+    def config(self) -> dict:
+        return {"label_smoothing": self.label_smoothing, "reduction": self.reduction}
+
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"

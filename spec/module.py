@@ -8,6 +8,7 @@ a backend's kernel module, bound to the spec by :func:`backends.get`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -173,6 +174,20 @@ class Module:
             store[name] = np.array(value, dtype=value.dtype if current.dtype.kind == "f"
                                    else current.dtype, copy=True)
 
+    # -- model files (spec.serialization) ---------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the architecture and state dict to a ``.npz`` file, atomically."""
+        from spec import serialization
+
+        serialization.save(self, path)
+
+    def load(self, path: str | os.PathLike) -> Module:
+        """Load weights saved by :meth:`save` from a model of the same architecture."""
+        from spec import serialization
+
+        serialization.load_state(self, path)
+        return self
+
     # -- calling --------------------------------------------------------------------------
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
@@ -229,6 +244,10 @@ class Module:
     def describe(self) -> str:
         """A short label for error messages, e.g. ``Conv2d(3->16, k=3)``."""
         return f"{type(self).__name__}()"
+
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this layer (JSON-serialisable)."""
+        return {}
 
     def extra_repr(self) -> str:
         return ""

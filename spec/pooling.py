@@ -71,6 +71,10 @@ class MaxPool2d(Module):
         kh, kw = self.kernel_size
         return f"MaxPool2d(k={kh if kh == kw else (kh, kw)})"
 
+    def config(self) -> dict:
+        return {"kernel_size": self.kernel_size, "stride": self.stride,
+                "padding": self.padding, "dilation": self.dilation, "ceil_mode": self.ceil_mode}
+
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
