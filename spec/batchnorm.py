@@ -88,7 +88,7 @@ class _BatchNorm(Module):
 
     def _update_running_stats(self, mean: np.ndarray, biased_var: np.ndarray,
                               count: int) -> None:
-        self.num_batches_tracked = self.num_batches_tracked + 1
+        self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1)
         momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                     else self.momentum)
         unbiased_var = biased_var * (count / (count - 1))
