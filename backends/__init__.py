@@ -20,6 +20,8 @@ Every kernel module has the same shape, one forward and its backward side by sid
     batch_norm_backward(dy3, ctx)                                 -> (dx3, dweight, dbias)
     relu_forward(x)                                               -> (y, ctx)
     relu_backward(dy, ctx)                                        -> dx
+    gelu_forward(x, approximate)                                  -> (y, ctx)
+    gelu_backward(dy, ctx)                                        -> dx
     cross_entropy_forward(logits, targets, label_smoothing)       -> (per-sample losses, ctx)
     cross_entropy_backward(weights, ctx)                          -> dlogits
 

@@ -6,9 +6,17 @@ code reads like the math. It is slow: use it on small shapes, to check the fast 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from backends.geometry import Grads, Pair, WindowGeometry, window_geometry
+from backends.geometry import (
+    Grads,
+    Pair,
+    WindowGeometry,
+    window_geometry,
+)
+from spec.activation import GELU_KAPPA, INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF
 
 
 def _input_pixel(g: WindowGeometry, i: int, j: int, p: int, q: int) -> tuple[int, int]:
@@ -197,6 +205,36 @@ def relu_backward(dy: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     dx = np.empty_like(dy)
     for index, value in np.ndenumerate(ctx):
         dx[index] = 0 if value <= 0 else dy[index]  # torch's threshold_backward: NaN passes
+    return dx
+
+
+# ---- GELU: y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; dy/dx = Phi(x) + x phi(x) --------
+# (math.erf and math.tanh work in double; each result is rounded to the input's dtype)
+
+
+def gelu_forward(x: np.ndarray, approximate: str) -> tuple[np.ndarray, tuple]:
+    y = np.empty_like(x)
+    for index, value in np.ndenumerate(x):
+        v = float(value)
+        if approximate == "tanh":
+            y[index] = 0.5 * v * (1 + math.tanh(SQRT_2_OVER_PI * (v + GELU_KAPPA * v**3)))
+        else:
+            y[index] = v * 0.5 * (1 + math.erf(v * SQRT_HALF))
+    return y, (x, approximate)
+
+
+def gelu_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
+    x, approximate = ctx
+    dx = np.empty_like(dy)
+    for index, value in np.ndenumerate(x):
+        v = float(value)
+        if approximate == "tanh":
+            t = math.tanh(SQRT_2_OVER_PI * (v + GELU_KAPPA * v**3))
+            slope = (0.5 * (1 + t)
+                     + 0.5 * v * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_KAPPA * v * v))
+        else:
+            slope = 0.5 * (1 + math.erf(v * SQRT_HALF)) + v * math.exp(-0.5 * v * v) * INV_SQRT_2PI
+        dx[index] = float(dy[index]) * slope
     return dx
 
 

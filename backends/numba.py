@@ -20,15 +20,22 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 from backends import gemm_conv
-from backends.geometry import WindowGeometry, window_geometry
+from backends.geometry import (
+    WindowGeometry,
+    window_geometry,
+)
 from backends.numpy import linear_backward, linear_forward
+from spec.activation import GELU_KAPPA, INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF
 
 __all__ = ["batch_norm_backward", "batch_norm_forward", "col2im", "conv2d_backward",
-           "conv2d_forward", "cross_entropy_backward", "cross_entropy_forward", "im2col",
+           "conv2d_forward", "cross_entropy_backward", "cross_entropy_forward", "gelu_backward",
+    "gelu_forward", "im2col",
            "linear_backward", "linear_forward", "max_pool2d_backward", "max_pool2d_forward",
            "relu_backward", "relu_forward"]
 
@@ -280,6 +287,55 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def relu_backward(dy: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     dx = np.empty(dy.shape, dy.dtype)
     _relu_backward(np.ascontiguousarray(dy).reshape(-1), ctx.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# ---- GELU ---------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, parallel=True)
+def _gelu_forward(x, tanh_form, y):
+    half, one = x.dtype.type(0.5), x.dtype.type(1)  # constants in the input's dtype
+    root_half, beta, kappa = (x.dtype.type(SQRT_HALF), x.dtype.type(SQRT_2_OVER_PI),
+                              x.dtype.type(GELU_KAPPA))
+    for k in numba.prange(x.size):
+        v = x[k]
+        if tanh_form:
+            y[k] = half * v * (one + math.tanh(beta * (v + kappa * v * v * v)))
+        else:
+            y[k] = v * half * (one + math.erf(v * root_half))
+
+
+@numba.njit(cache=True, parallel=True)
+def _gelu_backward(dy, x, tanh_form, dx):
+    half, one, three = x.dtype.type(0.5), x.dtype.type(1), x.dtype.type(3)
+    root_half, beta, kappa, inv_root_2pi = (
+        x.dtype.type(SQRT_HALF), x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(GELU_KAPPA),
+        x.dtype.type(INV_SQRT_2PI))
+    for k in numba.prange(x.size):
+        v = x[k]
+        if tanh_form:
+            t = math.tanh(beta * (v + kappa * v * v * v))
+            inner_grad = beta * (one + three * kappa * v * v)
+            slope = half * (one + t) + half * v * (one - t * t) * inner_grad
+        else:
+            pdf = math.exp(-half * v * v) * inv_root_2pi
+            slope = half * (one + math.erf(v * root_half)) + v * pdf
+        dx[k] = dy[k] * slope
+
+
+def gelu_forward(x: np.ndarray, approximate: str) -> tuple[np.ndarray, tuple]:
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _gelu_forward(x.reshape(-1), approximate == "tanh", y.reshape(-1))
+    return y, (x, approximate)
+
+
+def gelu_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
+    x, approximate = ctx
+    dx = np.empty_like(x)
+    _gelu_backward(np.ascontiguousarray(dy).reshape(-1), x.reshape(-1), approximate == "tanh",
+                   dx.reshape(-1))
     return dx
 
 

@@ -6,9 +6,16 @@ adds, as in Chainer's im2col/col2im), which keeps ``np.add.at`` out of the hot p
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 
 from backends import gemm_conv
-from backends.geometry import Grads, Pair, WindowGeometry, window_geometry
+from backends.geometry import (
+    Grads,
+    Pair,
+    WindowGeometry,
+    window_geometry,
+)
+from spec.activation import GELU_KAPPA, INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF
 
 # ---- Conv2d -------------------------------------------------------------------------------
 
@@ -168,6 +175,25 @@ def relu_backward(dy: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     # A product, since np.where is several times slower (only an inf or NaN dy at y <= 0
     # differs: it gives NaN where torch gives 0)
     return dy * ~(ctx <= 0)
+
+
+# ---- GELU: y = x Phi(x) (erf), or the tanh approximation --------------------------------
+
+
+def gelu_forward(x: np.ndarray, approximate: str) -> tuple[np.ndarray, tuple]:
+    if approximate == "tanh":
+        t = np.tanh(SQRT_2_OVER_PI * (x + GELU_KAPPA * x**3))
+        return 0.5 * x * (1 + t), (x, approximate, t)
+    cdf = 0.5 * (1 + special.erf(x * SQRT_HALF))
+    return x * cdf, (x, approximate, cdf)
+
+
+def gelu_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
+    x, approximate, aux = ctx
+    if approximate == "tanh":
+        inner_grad = SQRT_2_OVER_PI * (1 + 3 * GELU_KAPPA * x * x)
+        return dy * (0.5 * (1 + aux) + 0.5 * x * (1 - aux * aux) * inner_grad)
+    return dy * (aux + x * np.exp(-0.5 * x * x) * INV_SQRT_2PI)
 
 
 # ---- CrossEntropyLoss ---------------------------------------------------------------------

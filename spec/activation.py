@@ -1,10 +1,18 @@
-"""ReLU and Flatten: element-wise and shape-only layers."""
+"""ReLU, GELU and Flatten: element-wise and shape-only layers."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from spec.module import Module
+
+# GELU's constants, as torch writes them: 1/sqrt(2), sqrt(2/pi), 1/sqrt(2 pi), kappa
+SQRT_HALF = math.sqrt(0.5)
+SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+GELU_KAPPA = 0.044715
 
 
 class ReLU(Module):
@@ -75,3 +83,43 @@ class Flatten(Module):
 
     def config(self) -> dict:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+
+class GELU(Module):
+    r"""Gaussian error linear unit, as ``torch.nn.GELU``.
+
+    ``approximate='none'``: :math:`y = x\,\Phi(x) = \tfrac{x}{2}(1 + \mathrm{erf}(x/\sqrt{2}))`;
+    ``approximate='tanh'``: :math:`y = \tfrac{x}{2}(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))`.
+
+    Args:
+        approximate: ``'none'`` (default) or ``'tanh'``.
+
+    Shape:
+        - Input: (*), any shape
+        - Output: (*), same shape
+
+    Gradients:
+        ``backward(dy)`` returns ``dy * (Phi(x) + x phi(x))``, or the tanh form's derivative.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, self._ctx = self.kernels.gelu_forward(x, self.approximate)
+        return y
+
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.kernels.gelu_backward(dy, self._ctx)
+
+    def config(self) -> dict:
+        return {"approximate": self.approximate}
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"

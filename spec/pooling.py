@@ -78,3 +78,57 @@ class MaxPool2d(Module):
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to a fixed output size, as ``torch.nn.AdaptiveMaxPool2d``.
+
+    PyNet supports output sizes that divide the input size, where the adaptive windows are
+    the regular ``kernel = stride = input // output`` windows of :class:`MaxPool2d` (whose
+    kernels it reuses); ``AdaptiveMaxPool2d(1)`` is global max pooling.
+
+    Args:
+        output_size: the output (H_out, W_out), an int or a pair.
+
+    Shape:
+        - Input: (N, C, H, W) with H divisible by H_out and W by W_out
+        - Output: (N, C, H_out, W_out)
+
+    Gradients:
+        ``backward(dy)`` returns dL/dx; a tie sends the gradient to the first maximum.
+    """
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.output_size = pair(output_size, "AdaptiveMaxPool2d", "output_size", minimum=1)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        return (input_shape[0], input_shape[1], *self.output_size)
+
+    def expected_input(self) -> str:
+        oh, ow = self.output_size
+        return f"(N, C, H, W) with H a multiple of {oh} and W a multiple of {ow}"
+
+    def _input_ok(self, shape: tuple[int, ...]) -> bool:
+        return (len(shape) == 4 and shape[0] > 0
+                and all(s >= o and s % o == 0
+                        for s, o in zip(shape[2:], self.output_size, strict=True)))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        window = tuple(s // o for s, o in zip(x.shape[2:], self.output_size, strict=True))
+        y, self._ctx = self.kernels.max_pool2d_forward(
+            x, window, window, (0, 0), (1, 1), self.output_size)
+        return y
+
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        return self.kernels.max_pool2d_backward(dy, self._ctx)
+
+    def describe(self) -> str:
+        return f"AdaptiveMaxPool2d({self.output_size})"
+
+    def config(self) -> dict:
+        return {"output_size": self.output_size}
+
+    def extra_repr(self) -> str:
+        oh, ow = self.output_size
+        return f"output_size={oh if oh == ow else self.output_size}"

@@ -81,3 +81,10 @@ def test_cross_entropy_rejects_bad_targets(nn, targets, error, message):
 def test_bad_constructor_arguments_name_the_argument(nn, make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make(nn)
+
+
+def test_adaptive_pool_names_the_sizes_it_supports(nn):
+    expected = (r"AdaptiveMaxPool2d\(\(3, 3\)\): expected input \(N, C, H, W\) with H a "
+                r"multiple of 3.*got \(1, 2, 8, 8\)")
+    with pytest.raises(ValueError, match=expected):
+        nn.AdaptiveMaxPool2d(3)(np.zeros((1, 2, 8, 8), np.float32))

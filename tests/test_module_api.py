@@ -114,7 +114,9 @@ def test_repr_matches_torch(nn):
     pairs = [(nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(3, 16, 3, padding=1)),
              (nn.Linear(4, 2, bias=False), torch.nn.Linear(4, 2, bias=False)),
              (nn.BatchNorm2d(8), torch.nn.BatchNorm2d(8)), (nn.ReLU(), torch.nn.ReLU()),
-             (nn.Flatten(), torch.nn.Flatten())]
+             (nn.Flatten(), torch.nn.Flatten()), (nn.GELU("tanh"), torch.nn.GELU("tanh")),
+             (nn.AdaptiveMaxPool2d(1), torch.nn.AdaptiveMaxPool2d(1)),
+             (nn.AdaptiveMaxPool2d((2, 3)), torch.nn.AdaptiveMaxPool2d((2, 3)))]
     for ours, theirs in pairs:
         assert repr(ours) == repr(theirs)
     assert repr(nn.Sequential(nn.ReLU())) == repr(torch.nn.Sequential(torch.nn.ReLU()))
