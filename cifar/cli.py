@@ -1,0 +1,146 @@
+"""The `python -m cifar` command line: train, test, predict and report."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+from cifar.checkpoint import load_model
+from cifar.data import batches_dir, default_data_dir, load_classes, load_split
+from cifar.engine import resolve_device
+from cifar.errors import CifarError
+from cifar.evaluate import evaluate, predict_logits
+from cifar.presets import PRESETS, resolve_config
+from cifar.report import report
+from cifar.train import train as run_training
+
+DATA_DIR_HELP = ("Folder holding cifar-10-batches-py/ (or that folder). "
+                 "[default: $CIFAR10_DIR or ./data]")
+
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Turn the package's expected errors into click's one-line 'Error: ...' exit."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (CifarError, ValueError, KeyError) as exc:
+            raise click.ClickException(str(exc).strip("'\"")) from None
+    return wrapper
+
+
+@click.group()
+def main() -> None:
+    """CIFAR-10 with PyTorch: train, test, predict and write the report."""
+
+
+@main.command()
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="fast", show_default=True,
+              help="Model and recipe.")
+@click.option("--epochs", type=int, help="Number of epochs. [default: the preset's]")
+@click.option("--batch-size", type=int, help="Training batch size. [default: the preset's]")
+@click.option("--data-dir", help=DATA_DIR_HELP)
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory. "
+              "[default: runs/PRESET-sSEED-TIME]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--threads", type=int, help="torch.set_num_threads. [default: torch's]")
+@click.option("--resume", type=click.Path(exists=True), help="Run directory or last.pt to resume.")
+@click.option("--train-subset", type=int, help="Train on the first N training images only.")
+@click.option("--test-subset", type=int, help="Evaluate on the first N test images only.")
+@click.option("--eval-every", type=int, help="Evaluate the test set every N epochs (0: last only).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="[default: the preset's]")
+@click.option("--channels-last/--no-channels-last", default=None, help="[default: the preset's]")
+@click.option("--compile/--no-compile", "compile_model", default=None,
+              help="torch.compile the model. [default: the preset's]")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@_one_line_errors
+def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile_model: bool,
+          **overrides: Any) -> None:
+    """Train a model and write its run directory."""
+    config = resolve_config(preset, compile=compile_model, **overrides)
+    if out is None and resume is None:
+        out = f"runs/{preset}-s{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = run_training(config, out=out, resume=resume, quiet=quiet)
+    click.echo(f"{summary['preset']} seed {summary['seed']}: test_accuracy "
+               f"{summary['test_accuracy']:.4f} (TTA {summary['test_accuracy_tta']:.4f}) after "
+               f"{summary['epochs']} epochs; train {summary['train_seconds']:.0f}s, wall "
+               f"{summary['wall_seconds']:.0f}s; {summary['params']} params; "
+               f"run {Path(resume or out)}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--data-dir", help=DATA_DIR_HELP)
+@click.option("--tta/--no-tta", default=False, show_default=True,
+              help="Average over the checkpoint's test-time-augmentation views.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (last line).")
+@click.option("--save-predictions", type=click.Path(dir_okay=False),
+              help="Write the predicted class of every test image as an int .npy.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@_one_line_errors
+def test(checkpoint: str, data_dir: str | None, tta: bool, as_json: bool,
+         save_predictions: str | None, device: str) -> None:
+    """Evaluate CHECKPOINT (model.pt, last.pt or a run directory) on test_batch."""
+    loaded = load_model(checkpoint, resolve_device(device))
+    split = load_split(data_dir or default_data_dir(), train=False)
+    cfg = loaded.config
+    result = evaluate(loaded.model, split, cfg["tta_level"] if tta else 0,
+                      cfg["eval_batch_size"], cfg["precision"], cfg["channels_last"])
+    if save_predictions:
+        np.save(save_predictions, result.predictions.numpy().astype(np.int64))
+    report = {"test_accuracy": result.accuracy, "n": len(split.labels),
+              "test_loss": result.loss, "tta": tta}
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo(f"test_accuracy {result.accuracy:.4f} on {len(split.labels)} images "
+                   f"(loss {result.loss:.4f}, TTA {'on' if tta else 'off'})")
+
+
+def _read_image(path: str) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
+    except (OSError, UnidentifiedImageError) as exc:
+        message = f"{path}: expected a PNG or JPEG image, could not read it ({exc})"
+        raise CifarError(message) from None
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--data-dir", help="Where batches.meta gives class names if the checkpoint lacks "
+              "them. " + DATA_DIR_HELP)
+@_one_line_errors
+def predict(checkpoint: str, images: tuple[str, ...], device: str, data_dir: str | None) -> None:
+    """Print the top-3 classes, with probabilities, for each image (any size, resized to 32x32)."""
+    loaded = load_model(checkpoint, resolve_device(device))
+    classes = loaded.classes or load_classes(batches_dir(data_dir or default_data_dir()))
+    batch = torch.stack([_read_image(p) for p in images])
+    cfg = loaded.config
+    probabilities = predict_logits(loaded.model, batch, cfg["tta_level"], cfg["eval_batch_size"],
+                                   cfg["precision"], cfg["channels_last"]).softmax(1)
+    top = probabilities.topk(3, dim=1)
+    for path, values, indices in zip(images, top.values, top.indices, strict=True):
+        ranked = ", ".join(f"{classes[i]} {v:.3f}"
+                           for v, i in zip(values.tolist(), indices.tolist(), strict=True))
+        click.echo(f"{path}: {ranked}")
+
+
+main.add_command(report)

@@ -1,0 +1,91 @@
+"""Batched tensor pipeline: normalisation, random crop/flip augmentation and epoch batching.
+
+Augmentation works on whole uint8 batches on the training device, so no DataLoader workers are
+needed. Each epoch's randomness comes from a generator seeded by (seed, epoch), which makes an
+epoch reproducible on its own and lets a resumed run replay it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from cifar.data import Split
+
+CIFAR_MEAN = (125.31, 122.95, 113.87)
+CIFAR_STD = (62.99, 62.09, 66.70)
+
+
+def normalize(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """Map uint8 N x 3 x H x W images to float32, standardised per channel."""
+    mean = torch.tensor(CIFAR_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=images.device).view(1, 3, 1, 1)
+    x = (images.float() - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Crop each image at a random offset after reflect-padding by `pad` pixels."""
+    if pad == 0:
+        return images
+    n, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad,) * 4, mode="reflect").to(images.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    index = torch.arange(n, device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[index, channels, rows, cols]
+
+
+def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry in the boolean vector `flip` is set."""
+    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
+
+
+def flip_mask(n: int, seed: int, epoch: int, mode: str, generator: torch.Generator
+              ) -> torch.Tensor | None:
+    """Which of `n` images to mirror this epoch: "random" draws each time (p=1/2);
+    "alternate" draws once per seed and inverts the choice every other epoch, so every image
+    is seen both ways in any two consecutive epochs; "none" mirrors nothing (None)."""
+    if mode == "random":
+        return torch.rand(n, generator=generator) < 0.5
+    if mode == "alternate":
+        first = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+        return first ^ bool(epoch % 2)
+    if mode != "none":
+        raise ValueError(f"flip: expected 'random', 'alternate' or 'none', got {mode!r}")
+    return None
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator that drives the shuffling and augmentation of one epoch."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def train_batches(
+    split: Split, batch_size: int, seed: int, epoch: int, crop_pad: int, flip: str,
+    channels_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield shuffled, augmented, normalised (inputs, labels) batches; the last partial one too."""
+    generator = epoch_generator(seed, epoch)
+    n = len(split.labels)
+    order = torch.randperm(n, generator=generator)
+    flips = flip_mask(n, seed, epoch, flip, generator)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        images = random_crop(split.images[idx.to(split.images.device)], crop_pad, generator)
+        if flips is not None:
+            images = flip_where(images, flips[idx])
+        yield normalize(images, channels_last), split.labels[idx.to(split.labels.device)]
+
+
+def eval_batches(
+    images: torch.Tensor, batch_size: int, channels_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Yield normalised batches of `images` in order, without augmentation."""
+    for start in range(0, len(images), batch_size):
+        yield normalize(images[start:start + batch_size], channels_last)
