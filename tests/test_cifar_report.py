@@ -1,0 +1,262 @@
+"""`python -m cifar report`: a report from a tiny synthetic run, and from runs missing pieces."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from cifar_fixtures import (  # noqa: F401  (pytest fixtures)
+    CLASSES,
+    shared_cifar_root_fixture,
+    trained_run_fixture,
+    write_cifar,
+)
+from click.testing import CliRunner
+from PIL import Image
+
+from cifar.checkpoint import model_checkpoint
+from cifar.engine import lr_factor
+from cifar.models import build_model, count_parameters
+from cifar.presets import resolve_config
+from cifar.report import build_report, report
+from cifar.report.architecture import describe_config
+from cifar.report.content import SECTIONS
+from cifar.report.training import lr_curve
+from cifar.rundir import RunDir
+
+TINY_MODEL = {"arch": "course", "widths": [4, 8, 8], "hidden": 16}
+N_TRAIN, EPOCHS, BATCH = 200, 3, 64
+SCHEDULE = {"kind": "warmup_linear", "warmup": 0.25, "start": 0.2, "end": 0.1}
+FULL_REPORT_PAGES = 9  # summary, architecture, setup, graphs (3 pages), checker, bench, text
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _config(data_dir: Path) -> dict[str, Any]:
+    return resolve_config("course", model=TINY_MODEL, epochs=EPOCHS, batch_size=BATCH,
+                          schedule=SCHEDULE, label_smoothing=0.1, data_dir=str(data_dir),
+                          device="cpu", threads=1, eval_batch_size=32)
+
+
+def _metrics(config: dict[str, Any]) -> list[dict[str, float]]:
+    per_epoch = math.ceil(N_TRAIN / BATCH)
+    return [{"epoch": e, "lr": config["lr"] * lr_factor(SCHEDULE, (e - 1) * per_epoch,
+                                                        per_epoch * EPOCHS),
+             "train_loss": 2.3 - 0.2 * e, "train_acc": 0.1 + 0.05 * e,
+             "test_loss": 2.3 - 0.15 * e, "test_acc": 0.1 + 0.04 * e, "epoch_seconds": 0.5}
+            for e in range(1, EPOCHS + 1)]
+
+
+@pytest.fixture(name="data_dir")
+def data_dir_fixture(tmp_path: Path) -> Path:
+    """Synthetic CIFAR-10 (200 training, 60 test images)."""
+    return write_cifar(tmp_path / "data")
+
+
+@pytest.fixture(name="run_dir")
+def run_dir_fixture(tmp_path: Path, data_dir: Path) -> Path:
+    """A finished run of a tiny untrained course network: every file a run writes."""
+    config = _config(data_dir)
+    torch.manual_seed(0)
+    model = build_model(config["model"])
+    run = RunDir(tmp_path / "run")
+    run.create(config)
+    run.write_metrics(_metrics(config))
+    classes = [name.decode() for name in CLASSES]
+    run.save_last({"config": config, "model": model.state_dict(), "epoch": EPOCHS,
+                   "classes": classes})
+    run.save_model(model_checkpoint(model, config, classes))
+    run.write_summary({"test_accuracy": 0.22, "test_accuracy_tta": 0.23, "test_loss": 1.9,
+                       "tta_level": 1, "epochs": EPOCHS, "train_seconds": 1.5,
+                       "wall_seconds": 2.5, "preset": "course",
+                       "params": count_parameters(model), "seed": 0, "device": "cpu",
+                       "threads": 1, "n_train": N_TRAIN, "n_test": 60, "resumed": False})
+    return run.path
+
+
+@pytest.fixture(name="check_json")
+def check_json_fixture(tmp_path: Path) -> Path:
+    rows = [{"layer": layer, "backend": backend, "dtype": dtype, "passed": True,
+             "errors": {"forward": 1e-16, "dx": 2e-16, **({"fd": 1e-9} if dtype == "float64"
+                                                        else {})}}
+            for backend in ("naive", "numpy") for layer in ("Conv2d", "ReLU")
+            for dtype in ("float64", "float32")]
+    rows[-1] = {**rows[-1], "passed": False, "errors": {"forward": 3e-3, "dx": 1e-7}}
+    path = tmp_path / "check.json"
+    path.write_text(json.dumps({"date": "2026-01-02T03:04:05+0000", "seed": 0,
+                                "tolerance": {"float64": 1e-10, "float32": 1e-4, "fd": 1e-6},
+                                "versions": {"numpy": "2.0"}, "rows": rows}))
+    return path
+
+
+@pytest.fixture(name="bench_json")
+def bench_json_fixture(tmp_path: Path) -> Path:
+    rows = [{"workload": "relu", "shape_kind": "full", "engine": engine, "shape": [128, 32, 32],
+             "flops": None, "forward_ms": ms, "backward_ms": 2 * ms, "ratio": ms / 0.5}
+            for engine, ms in (("numpy", 1.5), ("torch", 0.5))]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"date": "2026-02-03", "machine": {}, "rows": rows}))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real CIFAR-10, bench/results.json or $CIFAR10_DIR leaks in from the machine."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+
+
+def _pdf_pages(path: Path) -> int:
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    return len(re.findall(rb"/Type\s*/Page\b", data))
+
+
+def _figures_in(markdown: Path) -> list[Path]:
+    return [markdown.parent / m for m in re.findall(r"!\[[^\]]*\]\(([^)]+)\)",
+                                                    markdown.read_text())]
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_report_from_a_synthetic_run(run_dir: Path, data_dir: Path, check_json: Path,
+                                     bench_json: Path) -> None:
+    result = CliRunner().invoke(report, [str(run_dir), "--data-dir", str(data_dir),
+                                         "--check-json", str(check_json),
+                                         "--bench-json", str(bench_json)])
+    assert result.exit_code == 0, result.output
+    pdf, markdown = run_dir / "report.pdf", run_dir / "report.md"
+    assert _pdf_pages(pdf) == FULL_REPORT_PAGES
+    text = markdown.read_text()
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert headings == list(SECTIONS)
+    figures = _figures_in(markdown)
+    assert {p.stem for p in figures} == {"loss", "accuracy", "lr", "confusion", "per_class",
+                                         "misclassified"}
+    for path in figures:
+        _assert_png(path)
+    assert "Missing from this run" not in text
+    assert "2026-01-02T03:04:05+0000" in text and str(check_json) in text  # names its JSON
+    assert "| numpy | ReLU | float32 |" in text and "FAIL" in text and "7 of 8 rows pass" in text
+    assert "2026-02-03" in text and "| relu | 128×32×32 | numpy |" in text
+    assert "agrees with metrics.csv" in text and "Label smoothing 0.1." in text
+    assert "BELOW the 70% bar" in text
+
+
+def test_run_dir_with_missing_files_states_what_is_missing(run_dir: Path, data_dir: Path
+                                                           ) -> None:
+    for name in ("metrics.csv", "summary.json", "model.pt"):
+        (run_dir / name).unlink()
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    RunDir(run_dir).save_last({**state, "epoch": EPOCHS - 1})  # cut short after epoch 2
+    files = build_report(run_dir, data_dir=str(data_dir), run_check=False)
+    text = files.markdown.read_text()
+    assert "| Epochs | 2 of 3 completed | last.pt |" in text
+    assert "The run stopped early: 1 planned epoch did not run." in text
+    for statement in ("metrics.csv is missing", "summary.json is missing",
+                      "model.pt is missing", "last completed epoch's weights from last.pt",
+                      "PyNet checker results: not run", "bench/results.json does not exist",
+                      "no per-epoch loss and accuracy curves"):
+        assert statement in text, statement
+    assert "recomputed now from last.pt" in text  # accuracy, with and without TTA
+    assert {p.stem for p in _figures_in(files.markdown)} == {"lr", "confusion", "per_class",
+                                                             "misclassified"}
+    assert "per-epoch lr" not in text and "full 50,000-image training set (assumed)" in text
+    assert _pdf_pages(files.pdf) == files.pages
+
+
+def test_empty_run_dir_and_missing_data_still_give_a_report(tmp_path: Path, run_dir: Path
+                                                            ) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    files = build_report(empty, run_check=False)
+    text = files.markdown.read_text()
+    assert "config.json is missing" in text and "Neither model.pt nor last.pt" in text
+    assert re.findall(r"^## (.+)$", text, flags=re.M) == list(SECTIONS)
+    assert files.figures == [] and _pdf_pages(files.pdf) == len(SECTIONS)
+
+    shutil.rmtree(tmp_path / "data")  # the run's config points here
+    files = build_report(run_dir, run_check=False)
+    assert "CIFAR-10 test set" in files.markdown.read_text() and "Pass --data-dir" in \
+        files.markdown.read_text()
+    assert "confusion" not in {p.stem for p in files.figures}
+
+
+def test_checker_runs_at_report_time_by_default(run_dir: Path, data_dir: Path,
+                                                check_json: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = json.loads(check_json.read_text())["rows"]
+    calls = []
+    monkeypatch.setattr("spec.check.run_checks", lambda *args: calls.append(args) or rows)
+    out = run_dir / "out" / "r.pdf"
+    files = build_report(run_dir, out, str(data_dir))
+    assert files.pdf == out and files.markdown == out.with_suffix(".md")
+    assert calls and "Run in-process at report time" in files.markdown.read_text()
+    assert all(p.parent.name == "r-figures" for p in files.figures)
+
+
+@pytest.mark.parametrize("content", ["not json", '{"rows": []}', '{"rows": [{"layer": 1}]}'])
+def test_unusable_check_json_is_a_one_line_error_naming_it(run_dir: Path, tmp_path: Path,
+                                                           content: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    result = CliRunner().invoke(report, [str(run_dir), "--check-json", str(bad)])
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+    assert "bad.json" in result.output and "pynet-check" in result.output
+    assert result.output.count("\n") == 1 and not (run_dir / "report.pdf").exists()
+
+
+def test_architecture_table_counts_parameters_and_flops() -> None:
+    arch = describe_config(TINY_MODEL)
+    assert arch.params == count_parameters(build_model(TINY_MODEL)) == arch.trainable
+    convs = 2 * (4 * 32 * 32 * 3 * 9 + 8 * 16 * 16 * 4 * 9 + 8 * 8 * 8 * 8 * 9)
+    assert arch.flops == convs + 2 * (16 * 128 + 10 * 16)
+    assert [layer.output_shape for layer in arch.layers][-1] == (10,)
+    assert arch.layers[0].kind == "Conv2d" and arch.layers[0].output_shape == (4, 32, 32)
+
+
+def test_lr_curve_is_rebuilt_per_step_and_checked_against_metrics(data_dir: Path) -> None:
+    config = _config(data_dir)
+    metrics = _metrics(config)
+    curve = lr_curve(config, {"n_train": N_TRAIN}, metrics)
+    assert curve.per_step and len(curve.lrs) == 4 * EPOCHS and curve.steps_per_epoch == 4
+    assert max(curve.lrs) == pytest.approx(config["lr"]) and "agrees" in curve.source
+    other = [{**row, "lr": 2 * row["lr"]} for row in metrics]
+    assert "NOT agree" in lr_curve(config, {"n_train": N_TRAIN}, other).source
+    fallback = lr_curve(None, None, metrics)
+    assert not fallback.per_step and fallback.steps == [1, 2, 3]
+
+
+def test_report_on_a_trained_airnet_run_reproduces_its_accuracy(
+        trained_run: Path, shared_cifar_root: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(trained_run, tmp_path / "airnet")
+    files = build_report(run, data_dir=str(shared_cifar_root), run_check=False)
+    summary = json.loads((run / "summary.json").read_text())
+    text = files.markdown.read_text()
+    accuracy = f"{100 * summary['test_accuracy']:.2f}%"
+    assert f"accuracy {accuracy} (summary.json: {accuracy})" in text
+    assert "Whitening stem" in text and "Lookahead: every 5 steps" in text
+    assert "| whiten | Conv2d | 3→24, 2×2, weight frozen |" in text
+
+
+def test_corrupt_run_files_are_reported_as_unreadable(run_dir: Path, data_dir: Path) -> None:
+    (run_dir / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage")
+    (run_dir / "summary.json").write_text("{not json")
+    (run_dir / "config.json").write_text("[1, 2]")
+    files = build_report(run_dir, data_dir=str(data_dir), run_check=False)
+    text = files.markdown.read_text()
+    assert "metrics.csv is unreadable" in text and "summary.json is unreadable" in text
+    assert "config.json holds a list, expected an object" in text
+    assert "Every entry of model.pt" in text  # the settings come from the checkpoint instead
+    assert _pdf_pages(files.pdf) == files.pages
