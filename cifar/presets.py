@@ -50,7 +50,7 @@ def _airbench_preset(widths: list[int], batch_size: int) -> dict[str, Any]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": _airbench_preset([40, 96, 96], batch_size=512),
+    "fast": _airbench_preset([48, 128, 128], batch_size=512),
     "best": _airbench_preset([64, 256, 256], batch_size=1024),
     "course": {
         "model": {"arch": "course", "widths": [32, 64, 128], "hidden": 256},
