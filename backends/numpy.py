@@ -90,7 +90,8 @@ def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair,
                        dilation: Pair, out_size: Pair) -> tuple[np.ndarray, tuple]:
     g = window_geometry(x.shape, kernel, stride, padding, dilation, out_size)
     xp = _pad_with_neg_inf(x, g)
-    taps = [xp[:, :, rows, columns] for rows, columns in _taps(g)]
+    slices = _taps(g)
+    taps = [xp[:, :, rows, columns] for rows, columns in slices]
     y = taps[0].copy()
     for v in taps[1:]:
         np.maximum(y, v, out=y)  # NaN propagates, as in torch
@@ -101,7 +102,7 @@ def max_pool2d_forward(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair,
     for k in reversed(range(len(taps))):
         hit = taps[k] == y
         if padded:  # the padding never holds the maximum, even of a window of -inf
-            hit &= _inside(g, k)
+            hit &= _inside(g, *slices[k])
         tap += (k - tap) * hit
     if np.isnan(y).any():  # torch lets every NaN replace the maximum: the last one wins
         for k, v in enumerate(taps):
@@ -114,9 +115,8 @@ def _taps(g: WindowGeometry) -> list[tuple[slice, slice]]:
     return [g.window_slices(p, q) for p in range(g.kh) for q in range(g.kw)]
 
 
-def _inside(g: WindowGeometry, k: int) -> np.ndarray:
-    """(OH, OW) mask: does tap k of each window fall inside the unpadded input?"""
-    rows, columns = _taps(g)[k]
+def _inside(g: WindowGeometry, rows: slice, columns: slice) -> np.ndarray:
+    """(OH, OW) mask: does the tap reading ``rows, columns`` fall inside the unpadded input?"""
     r = np.arange(rows.start, rows.stop, rows.step) - g.ph
     c = np.arange(columns.start, columns.stop, columns.step) - g.pw
     return ((r >= 0) & (r < g.h))[:, None] & ((c >= 0) & (c < g.w))[None, :]
