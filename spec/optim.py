@@ -11,6 +11,7 @@ PyNet's gradients live in ``module.grads`` by parameter name, not on the arrays.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,47 +20,63 @@ from spec.module import Module
 
 
 class Optimizer:
-    """Base class: the module, the hyper-parameters in ``defaults`` (``lr`` may be changed
-    by a scheduler) and a per-parameter ``state``."""
+    """Base class, shaped like ``torch.optim.Optimizer``.
 
-    def __init__(self, module: Module, **defaults: Any) -> None:
+    ``param_groups`` is a list of dicts, each with ``"params"`` (parameter *names*, as in
+    ``module.named_parameters()``) and its hyper-parameters; a scheduler changes their
+    ``"lr"``. By default one group holds every parameter. Parameters in no group are frozen,
+    like torch parameters never handed to the optimizer. ``state`` is per parameter name.
+
+    Args:
+        module: the PyNet module whose parameters (and ``grads``) are optimised.
+        param_groups: optional groups, e.g. ``[{"params": ["0.bias"], "lr": 0.1}, ...]``;
+            keys a group omits take the constructor's values.
+    """
+
+    def __init__(self, module: Module, param_groups: list[dict[str, Any]] | None = None,
+                 **defaults: Any) -> None:
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}: expected a PyNet module, "
                             f"got {type(module).__name__}")
-        if defaults["lr"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {defaults['lr']}")
         self.module = module
         self.defaults = defaults
+        names = dict(module.named_parameters())
+        groups = param_groups if param_groups is not None else [{"params": list(names)}]
+        self.param_groups = [{**defaults, **group, "params": list(group["params"])}
+                             for group in groups]
+        for group in self.param_groups:
+            unknown = [name for name in group["params"] if name not in names]
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: param_groups name parameters "
+                                 f"{unknown} that {module.describe()} does not have")
+            if group["lr"] < 0:
+                raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
         self.state: dict[str, dict[str, Any]] = {}
-
-    @property
-    def lr(self) -> float:
-        return self.defaults["lr"]
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self.defaults["lr"] = value
 
     def zero_grad(self) -> None:
         self.module.zero_grad()
 
     def step(self) -> None:
         grads = self.module.grads
-        for name, param in self.module.named_parameters():
-            grad = grads.get(name)
-            if grad is not None:
-                self._update(param, grad.astype(param.dtype, copy=False),
-                             self.state.setdefault(name, {}))
+        params = dict(self.module.named_parameters())
+        for group in self.param_groups:
+            for name in group["params"]:
+                grad = grads.get(name)
+                if grad is not None:
+                    param = params[name]
+                    self._update(param, grad.astype(param.dtype, copy=False),
+                                 self.state.setdefault(name, {}), group)
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any],
+                group: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        return {"defaults": dict(self.defaults),
+        return {"param_groups": [dict(group) for group in self.param_groups],
                 "state": {name: dict(s) for name, s in self.state.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.defaults.update(state_dict["defaults"])
+        self.param_groups = [dict(group) for group in state_dict["param_groups"]]
         self.state = {name: dict(s) for name, s in state_dict["state"].items()}
 
 
@@ -74,14 +91,15 @@ class SGD(Optimizer):
 
     def __init__(self, module: Module, lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False) -> None:
+                 nesterov: bool = False, *,
+                 param_groups: list[dict[str, Any]] | None = None) -> None:
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(module, lr=lr, momentum=momentum, dampening=dampening,
+        super().__init__(module, param_groups, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov)
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
-        d = self.defaults
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any],
+                d: dict[str, Any]) -> None:
         if d["weight_decay"]:
             grad = grad + d["weight_decay"] * param
         if d["momentum"]:
@@ -106,13 +124,15 @@ class Adam(Optimizer):
 
     def __init__(self, module: Module, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, *,
+                 param_groups: list[dict[str, Any]] | None = None) -> None:
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
-        super().__init__(module, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        super().__init__(module, param_groups, lr=lr, betas=tuple(betas), eps=eps,
+                         weight_decay=weight_decay)
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
-        d = self.defaults
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any],
+                d: dict[str, Any]) -> None:
         beta1, beta2 = d["betas"]
         if d["weight_decay"]:
             if self.decoupled_weight_decay:
@@ -139,25 +159,64 @@ class AdamW(Adam):
 
     def __init__(self, module: Module, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2) -> None:
-        super().__init__(module, lr, betas, eps, weight_decay)
+                 weight_decay: float = 1e-2, *,
+                 param_groups: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(module, lr, betas, eps, weight_decay, param_groups=param_groups)
 
 
-class CosineAnnealingLR:
+class LRScheduler:
+    """Base class, as ``torch.optim.lr_scheduler.LRScheduler``: sets every group's ``lr`` from
+    its base learning rate and the number of :meth:`step` calls so far (``last_epoch``)."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.last_epoch = 0
+        self._apply()
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        raise NotImplementedError
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = self.lr_at(base_lr, self.last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.last_epoch = state_dict["last_epoch"]
+
+
+class LambdaLR(LRScheduler):
+    """``torch.optim.lr_scheduler.LambdaLR``: ``lr = base_lr * lr_lambda(step)``."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float]) -> None:
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        return base_lr * self.lr_lambda(step)
+
+
+class CosineAnnealingLR(LRScheduler):
     """``torch.optim.lr_scheduler.CosineAnnealingLR`` in closed form: after ``t`` calls of
     :meth:`step`, ``lr = eta_min + (base_lr - eta_min) (1 + cos(pi t / T_max)) / 2``."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         if T_max < 1:
             raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
-        self.optimizer, self.T_max, self.eta_min = optimizer, T_max, eta_min
-        self.base_lr = optimizer.lr
-        self.last_epoch = 0
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer)
 
-    def get_last_lr(self) -> list[float]:
-        return [self.optimizer.lr]
-
-    def step(self) -> None:
-        self.last_epoch += 1
-        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * cosine
+    def lr_at(self, base_lr: float, step: int) -> float:
+        cosine = (1 + math.cos(math.pi * step / self.T_max)) / 2
+        return self.eta_min + (base_lr - self.eta_min) * cosine

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import backends
-from spec.optim import SGD, Adam, AdamW, CosineAnnealingLR
+from spec.optim import SGD, Adam, AdamW, CosineAnnealingLR, LambdaLR
 
 CONFIGS = [
     (SGD, torch.optim.SGD, {"lr": 0.1}),
@@ -44,6 +44,46 @@ def test_optimizer_matches_torch_over_20_steps_on_the_same_gradients(ours, their
     for name, p in reference.named_parameters():
         np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-12,
                                    atol=1e-14)
+
+
+def test_param_groups_and_frozen_parameters_match_torch_param_groups():
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3)).double()
+    nn = backends.get("numpy")
+    net = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
+    net.load_state_dict(reference.state_dict())
+    groups = [{"params": ["0.bias", "1.bias"], "lr": 0.5, "weight_decay": 1e-4},
+              {"params": ["1.weight"]}]  # "0.weight" is frozen: in no group
+    opt = SGD(net, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, param_groups=groups)
+    ref = dict(reference.named_parameters())
+    ref_opt = torch.optim.SGD([{**g, "params": [ref[n] for n in g["params"]]} for g in groups],
+                              lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)
+    schedule, ref_schedule = LambdaLR(opt, lambda s: 1 / (1 + s)), \
+        torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda s: 1 / (1 + s))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        grads = {name: rng.standard_normal(p.shape) for name, p in net.named_parameters()}
+        opt.zero_grad()
+        for prefix, module in net.named_modules():
+            for name in module._parameters:
+                module._accumulate_grad(name, grads[prefix + name])
+        opt.step()
+        schedule.step()
+        ref_opt.zero_grad()
+        for name, p in ref.items():
+            p.grad = torch.tensor(grads[name])
+        ref_opt.step()
+        ref_schedule.step()
+        assert schedule.get_last_lr() == pytest.approx(ref_schedule.get_last_lr(), rel=1e-12)
+    for name, p in ref.items():
+        np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-12,
+                                   atol=1e-14)
+
+
+def test_param_groups_naming_an_unknown_parameter_is_an_error():
+    nn = backends.get("numpy")
+    with pytest.raises(ValueError, match=r"\['2.weight'\] that Linear"):
+        SGD(nn.Linear(2, 2), lr=0.1, param_groups=[{"params": ["2.weight"]}])
 
 
 def test_cosine_schedule_matches_torch():
