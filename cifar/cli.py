@@ -53,7 +53,12 @@ def main() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--threads", type=int, help="torch.set_num_threads. [default: torch's]")
+@click.option("--threads", type=int, help="torch.set_num_threads (and numba's and the BLAS's "
+              "threads with --engine pynet). [default: torch's]")
+@click.option("--engine", type=click.Choice(["torch", "pynet"]), help="Train with PyTorch or "
+              "with PyNet layers (NumPy/numba, CPU, float32). [default: torch]")
+@click.option("--backend", type=click.Choice(["numba", "numpy", "naive"]),
+              help="PyNet backend for --engine pynet. [default: numba]")
 @click.option("--resume", type=click.Path(exists=True), help="Run directory or last.pt to resume.")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
 @click.option("--test-subset", type=int, help="Evaluate on the first N test images only.")

@@ -1,26 +1,24 @@
 """The PyTorch training engine: model, optimiser, LR schedule and Lookahead weights.
 
-The engine knows nothing about files, metrics or data loading; the trainer feeds it batches
-and asks for its state. Another engine (e.g. PyNet) only has to offer the same methods.
+The engine knows nothing about metrics or data loading; the trainer feeds it batches, asks for
+its state and evaluations, and has it write its model files into the run directory. Another
+engine (`cifar.pynet.engine`) only has to offer the same methods.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifar.checkpoint import model_checkpoint
+from cifar.data import Split
 from cifar.errors import DivergenceError
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for `precision` "bf16"; a no-op for "fp32"."""
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+from cifar.evaluate import EvalResult, autocast, evaluate
+from cifar.models import count_parameters
+from cifar.rundir import RunDir
 
 
 def lr_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
@@ -38,6 +36,33 @@ def lr_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
     return (1 - frac) + schedule["end"] * frac
 
 
+def lookahead_decay(every: int, decay: float, step: int, total_steps: int) -> float | None:
+    """The slow weights' decay after optimiser step `step` (1-based), or None if no update is
+    due: decay**every * (step/total)**3, and 1 (take the slow weights) at the last step."""
+    if step % every and step != total_steps:
+        return None
+    return 1.0 if step == total_steps else decay**every * (step / total_steps)**3
+
+
+def param_group_names(model: nn.Module, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """SGD parameter groups by parameter name: BatchNorm biases take `bias_lr_scale` times the
+    learning rate and 1/`bias_lr_scale` of the weight decay (airbench); the rest the config's."""
+    norm_biases = [f"{name}.bias" for name, m in model.named_modules()
+                   if isinstance(m, nn.BatchNorm2d) and m.bias is not None]
+    others = [name for name, _ in model.named_parameters() if name not in norm_biases]
+    scale = config["bias_lr_scale"]
+    return [{"params": norm_biases, "lr": config["lr"] * scale,
+             "weight_decay": config["weight_decay"] / scale},
+            {"params": others, "lr": config["lr"], "weight_decay": config["weight_decay"]}]
+
+
+def set_trainable(model: nn.Module, epoch: int, config: dict[str, Any]) -> None:
+    """Per-epoch trainability: the whitening bias trains for `whiten_bias_epochs` epochs."""
+    whiten = getattr(model, "whiten", None)
+    if whiten is not None:
+        whiten.bias.requires_grad = epoch < config["whiten_bias_epochs"]
+
+
 class Lookahead:
     """airbench's Lookahead: every `every` steps, slow <- lerp(slow, fast) and fast <- slow.
 
@@ -53,9 +78,9 @@ class Lookahead:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Apply the update after optimiser step `step` (1-based) when it is due."""
-        if step % self.every and step != total_steps:
+        decay = lookahead_decay(self.every, self.decay, step, total_steps)
+        if decay is None:
             return
-        decay = 1.0 if step == total_steps else self.decay**self.every * (step / total_steps)**3
         state = model.state_dict()
         for name, slow in self.slow.items():
             slow.lerp_(state[name], 1 - decay)
@@ -82,29 +107,27 @@ class Engine:
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
-        norm_biases = [m.bias for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
-        others = [p for p in self.model.parameters() if all(p is not b for b in norm_biases)]
         if cfg["optimizer"] == "adam":
             return torch.optim.Adam(self.model.parameters(), lr=cfg["lr"],
                                     weight_decay=cfg["weight_decay"])
         if cfg["optimizer"] != "sgd":
             raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {cfg['optimizer']!r}")
-        scale = cfg["bias_lr_scale"]
-        groups = [{"params": norm_biases, "lr": cfg["lr"] * scale,
-                   "weight_decay": cfg["weight_decay"] / scale},
-                  {"params": others, "lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}]
+        params = dict(self.model.named_parameters())
+        groups = [{**group, "params": [params[name] for name in group["params"]]}
+                  for group in param_group_names(self.model, cfg)]
         return torch.optim.SGD(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
 
     def prepare(self, train_inputs: torch.Tensor) -> None:
         """Data-dependent initialisation of a fresh model (the whitening stem, if any)."""
         if hasattr(self.model, "init_whitening"):
             self.model.init_whitening(train_inputs.to(self.device))
+            if self.lookahead is not None:  # the slow weights start from the initialised model
+                look = self.config["lookahead"]
+                self.lookahead = Lookahead(self.model, look["every"], look["decay"])
 
     def start_epoch(self, epoch: int) -> None:
-        """Set per-epoch trainability: the whitening bias trains for `whiten_bias_epochs`."""
-        whiten = getattr(self.model, "whiten", None)
-        if whiten is not None:
-            whiten.bias.requires_grad = epoch < self.config["whiten_bias_epochs"]
+        """Set per-epoch trainability (`set_trainable`) and training mode."""
+        set_trainable(self.model, epoch, self.config)
         self.model.train()
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
@@ -131,6 +154,20 @@ class Engine:
     def lr(self) -> float:
         """Learning rate of the main parameter group for the next step."""
         return self.optimizer.param_groups[-1]["lr"]
+
+    def evaluate(self, split: Split, tta_level: int) -> EvalResult:
+        """Loss and accuracy of the current model on `split`."""
+        cfg = self.config
+        return evaluate(self.model, split, tta_level, cfg["eval_batch_size"], cfg["precision"],
+                        cfg["channels_last"])
+
+    def num_parameters(self) -> int:
+        """Number of parameters, trainable or frozen."""
+        return count_parameters(self.model)
+
+    def save_model(self, run: RunDir, classes: list[str]) -> None:
+        """Write the inference checkpoint `model.pt` of the current weights into `run`."""
+        run.save_model(model_checkpoint(self.model, self.config, classes))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: model, optimiser, scheduler, Lookahead and step."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -9,8 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifar.data import Split
-from cifar.engine import autocast
 from cifar.pipeline import eval_batches
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for `precision` "bf16"; a no-op for "fp32"."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _mirror_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +52,8 @@ def predict_logits(model: nn.Module, images: torch.Tensor, tta_level: int, batch
     """Float32 logits for uint8 `images`, evaluated in eval mode, batch by batch."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    anchor = next(model.parameters(), None)  # a PyNet model behind a torch facade has none
+    device = anchor.device if anchor is not None else torch.device("cpu")
     outputs = []
     for x in eval_batches(images.to(device), batch_size, channels_last):
         with autocast(device, precision):

@@ -8,6 +8,7 @@ solution: three conv-BN-ReLU-pool layers and a hidden fully connected layer.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -49,29 +50,31 @@ class ConvGroup(nn.Sequential):
         )
 
 
-class AirNet(nn.Module):
-    """Whitening stem, three `ConvGroup`s of the given widths, global max-pool, linear head."""
+class AirNet(nn.Sequential):
+    """Whitening stem, three `ConvGroup`s of the given widths, global max-pool, linear head,
+    with the logits multiplied by `output_scale`. A Sequential, so that it converts to PyNet
+    layer by layer (`cifar.pynet.convert`)."""
 
     def __init__(self, widths: list[int], whiten_kernel: int = 2, bn_momentum: float = 0.4,
                  output_scale: float = 1 / 9, activation: str = "gelu",
                  num_classes: int = 10) -> None:
-        super().__init__()
         whiten_width = 2 * 3 * whiten_kernel**2
-        self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
-        self.whiten.weight.requires_grad = False
-        self.stem_activation = ACTIVATIONS[activation]()
+        whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
+        whiten.weight.requires_grad = False
         channels = [whiten_width, *widths]
-        self.groups = nn.Sequential(
-            *(ConvGroup(c_in, c_out, bn_momentum, activation)
-              for c_in, c_out in zip(channels, widths, strict=False))
-        )
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.head = nn.Linear(widths[-1], num_classes, bias=False)
+        super().__init__(OrderedDict(
+            whiten=whiten,
+            stem_activation=ACTIVATIONS[activation](),
+            groups=nn.Sequential(*(ConvGroup(c_in, c_out, bn_momentum, activation)
+                                   for c_in, c_out in zip(channels, widths, strict=False))),
+            pool=nn.AdaptiveMaxPool2d(1),
+            flatten=nn.Flatten(),
+            head=nn.Linear(widths[-1], num_classes, bias=False),
+        ))
         self.output_scale = output_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.groups(self.stem_activation(self.whiten(x)))
-        return self.head(self.pool(x).flatten(1)) * self.output_scale
+        return super().forward(x) * self.output_scale
 
     @torch.no_grad()
     def init_whitening(self, inputs: torch.Tensor, eps: float = 5e-4) -> None:

@@ -75,6 +75,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 RUN_DEFAULTS: dict[str, Any] = {
+    "engine": "torch",
+    "backend": "numba",
     "seed": 0,
     "device": "auto",
     "threads": None,
@@ -83,6 +85,11 @@ RUN_DEFAULTS: dict[str, Any] = {
     "test_subset": None,
     "eval_batch_size": 1000,
 }
+
+
+#: What the PyNet engine needs, whatever the preset says.
+PYNET_SETTINGS: dict[str, Any] = {"precision": "fp32", "channels_last": False, "compile": False,
+                                  "device": "cpu"}
 
 
 def resolve_config(preset: str, **overrides: Any) -> dict[str, Any]:
@@ -94,4 +101,10 @@ def resolve_config(preset: str, **overrides: Any) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"config: unknown keys {unknown}")
     config.update({k: v for k, v in overrides.items() if v is not None})
+    if config["engine"] == "pynet":
+        for key, value in PYNET_SETTINGS.items():
+            if overrides.get(key) not in (None, value, RUN_DEFAULTS.get(key)):
+                raise ValueError(f"--engine pynet: expected {key} {value!r} (PyNet computes in "
+                                 f"float32 on NCHW arrays), got {overrides[key]!r}")
+            config[key] = value
     return config

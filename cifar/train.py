@@ -11,22 +11,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from cifar.checkpoint import LAST_NAME, model_checkpoint, read_checkpoint, resolve_checkpoint
+from cifar.checkpoint import LAST_NAME, read_checkpoint, resolve_checkpoint
 from cifar.data import Split, batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import Engine, resolve_device
 from cifar.errors import CheckpointError, CifarError
-from cifar.evaluate import EvalResult, evaluate
-from cifar.models import build_model, count_parameters
+from cifar.models import build_model
 from cifar.pipeline import normalize, train_batches
 from cifar.rundir import RunDir
 
 WHITENING_IMAGES = 5000
-
-
-def _evaluate(engine: Engine, split: Split, tta_level: int) -> EvalResult:
-    cfg = engine.config
-    return evaluate(engine.model, split, tta_level, cfg["eval_batch_size"], cfg["precision"],
-                    cfg["channels_last"])
 
 
 def _run_epoch(engine: Engine, split: Split, epoch: int, quiet: bool) -> tuple[float, float]:
@@ -46,6 +39,12 @@ def _run_epoch(engine: Engine, split: Split, epoch: int, quiet: bool) -> tuple[f
                         img_s=f"{seen / (time.perf_counter() - start):.0f}")
     bar.close()
     return loss_sum / seen, correct / seen
+
+
+def _pynet_engine() -> type:
+    from cifar.pynet.engine import PynetEngine  # imports numba: only for --engine pynet
+
+    return PynetEngine
 
 
 def _resume_state(resume: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
@@ -73,7 +72,8 @@ def train(config: dict[str, Any], out: str | os.PathLike | None = None,
                          f"{run.path} to continue it or choose another --out")
     if config["threads"]:
         torch.set_num_threads(config["threads"])
-    device = resolve_device(config["device"])
+    pynet = config.get("engine", "torch") == "pynet"
+    device = resolve_device("cpu" if pynet and config["device"] == "auto" else config["device"])
     data_dir = config["data_dir"] = str(Path(config["data_dir"] or default_data_dir()).resolve())
     train_split = load_split(data_dir, train=True).subset(config["train_subset"]).to(device)
     test_split = load_split(data_dir, train=False).subset(config["test_subset"]).to(device)
@@ -81,7 +81,8 @@ def train(config: dict[str, Any], out: str | os.PathLike | None = None,
 
     torch.manual_seed(config["seed"])
     steps_per_epoch = math.ceil(len(train_split.labels) / config["batch_size"])
-    engine = Engine(build_model(config["model"]), config, steps_per_epoch, device)
+    engine_type = _pynet_engine() if pynet else Engine
+    engine = engine_type(build_model(config["model"]), config, steps_per_epoch, device)
     if state is None:
         engine.prepare(normalize(train_split.images[:WHITENING_IMAGES]))
         run.create(config)
@@ -99,7 +100,7 @@ def train(config: dict[str, Any], out: str | os.PathLike | None = None,
         train_loss, train_acc = _run_epoch(engine, train_split, epoch, quiet)
         seconds = time.perf_counter() - start
         every, last = config["eval_every"], epoch + 1 == config["epochs"]
-        result = _evaluate(engine, test_split, 0) if last or (every and (epoch + 1) % every == 0) \
+        result = engine.evaluate(test_split, 0) if last or (every and (epoch + 1) % every == 0) \
             else None
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                      "train_acc": train_acc, "test_loss": result.loss if result else "",
@@ -112,16 +113,16 @@ def train(config: dict[str, Any], out: str | os.PathLike | None = None,
                        f"{train_acc:.4f}" + (f" test_acc {result.accuracy:.4f}" if result else "")
                        + f" ({seconds:.1f}s)")
 
-    result = result or _evaluate(engine, test_split, 0)
-    tta = _evaluate(engine, test_split, config["tta_level"])
-    run.save_model(model_checkpoint(engine.model, config, classes))
+    result = result or engine.evaluate(test_split, 0)
+    tta = engine.evaluate(test_split, config["tta_level"])
+    engine.save_model(run, classes)
     summary = {
         "test_accuracy": result.accuracy, "test_accuracy_tta": tta.accuracy,
         "test_loss": result.loss, "tta_level": config["tta_level"], "epochs": config["epochs"],
         "train_seconds": sum(float(r["epoch_seconds"]) for r in rows),
         "wall_seconds": time.perf_counter() - wall_start,
         "cpu_seconds": time.process_time() - cpu_start, "preset": config["preset"],
-        "params": count_parameters(engine.model), "seed": config["seed"],
+        "params": engine.num_parameters(), "seed": config["seed"],
         "device": str(device), "threads": torch.get_num_threads(),
         "n_train": len(train_split.labels), "n_test": len(test_split.labels),
         "resumed": state is not None,

@@ -1,0 +1,123 @@
+"""PyNet on the CIFAR side: torch -> PyNet conversion, the PyNet engine, export and test."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from cifar_fixtures import (  # noqa: F401  (pytest fixtures)
+    shared_cifar_root_fixture,
+    tiny_config,
+)
+
+import backends
+from cifar.cli import main
+from cifar.engine import Engine
+from cifar.models import build_model
+from cifar.pynet.convert import fold_output_scale, to_pynet, to_torch_state
+from cifar.pynet.engine import PynetEngine
+from cifar.presets import resolve_config
+from cifar.train import train
+
+SMALL_AIRNET = {"arch": "airnet", "widths": [8, 16, 16], "whiten_kernel": 2,
+                "bn_momentum": 0.4, "output_scale": 1 / 9, "activation": "gelu"}
+SMALL_COURSE = {"arch": "course", "widths": [8, 16, 16], "hidden": 32}
+
+
+def _trained_torch_model(model_config: dict) -> torch.nn.Module:
+    """A model with non-trivial weights and BN statistics, in eval mode."""
+    torch.manual_seed(0)
+    model = build_model(model_config)
+    images = torch.randn(64, 3, 32, 32)
+    if hasattr(model, "init_whitening"):
+        model.init_whitening(images)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        model.train()
+        model(images)  # running statistics from a batch
+    return model.eval()
+
+
+@pytest.mark.parametrize("model_config", [SMALL_AIRNET, SMALL_COURSE], ids=["airnet", "course"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_converted_model_gives_the_torch_logits_to_1e5_in_float32(model_config, backend):
+    model = _trained_torch_model(model_config)
+    images = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    converted = to_pynet(model, backends.get(backend))
+    folded = fold_output_scale(converted)
+    got = folded(images.numpy())
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_conversion_round_trips_the_torch_state_dict():
+    model = _trained_torch_model(SMALL_AIRNET)
+    state = to_torch_state(to_pynet(model, backends.get("numpy")))
+    assert state.keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0)
+
+
+def test_conversion_names_the_layer_pynet_lacks():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh())
+    with pytest.raises(ValueError, match="Tanh: no PyNet equivalent"):
+        to_pynet(model, backends.get("numpy"))
+
+
+def _fp32_config(data_dir: Path, **overrides) -> dict:
+    return tiny_config(data_dir, precision="fp32", channels_last=False, model=SMALL_AIRNET,
+                       **overrides)
+
+
+def test_pynet_engine_takes_the_torch_engines_steps(shared_cifar_root: Path):
+    """Same init, batches and recipe (groups, schedule, Lookahead): same weights after 6 steps."""
+    config = _fp32_config(shared_cifar_root, batch_size=16)
+    config["lookahead"] = {"every": 2, "decay": 0.9}
+    torch.manual_seed(0)
+    model = build_model(config["model"])
+    images = torch.randn(6 * 16, 3, 32, 32)
+    labels = torch.randint(0, 10, (6 * 16,))
+    ours = PynetEngine(copy.deepcopy(model), config, 3, torch.device("cpu"))
+    theirs = Engine(model, config, 3, torch.device("cpu"))
+    for engine in (ours, theirs):
+        engine.prepare(images[:64])
+    for epoch in range(2):  # the whitening bias trains in epoch 0 only (whiten_bias_epochs 1)
+        for engine in (ours, theirs):
+            engine.config["whiten_bias_epochs"] = 1
+            engine.start_epoch(epoch)
+        for step in range(3):
+            batch = slice((3 * epoch + step) * 16, (3 * epoch + step + 1) * 16)
+            loss, correct = ours.train_step(images[batch], labels[batch])
+            ref_loss, ref_correct = theirs.train_step(images[batch], labels[batch])
+            assert loss == pytest.approx(ref_loss, rel=1e-4)
+        assert ours.lr == pytest.approx(theirs.lr, rel=1e-12)
+    state = to_torch_state(ours.converted)
+    for name, value in theirs.model.state_dict().items():
+        torch.testing.assert_close(state[name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_one_pynet_epoch_on_synthetic_data_lowers_the_loss(shared_cifar_root: Path,
+                                                             tmp_path: Path):
+    config = _fp32_config(shared_cifar_root, engine="pynet", epochs=3, batch_size=32)
+    summary = train(config, out=tmp_path / "run", quiet=True)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    losses = [float(row.split(",")[2]) for row in rows]
+    assert losses[-1] < losses[0]
+    assert summary["test_accuracy"] > 0.1
+    assert {"model.pt", "model.npz", "last.pt"} <= {p.name for p in (tmp_path / "run").iterdir()}
+
+
+def test_pynet_settings_override_the_preset_and_conflicts_are_refused():
+    config = resolve_config("fast", engine="pynet")
+    assert (config["precision"], config["channels_last"], config["device"]) == ("fp32", False,
+                                                                                 "cpu")
+    with pytest.raises(ValueError, match="--engine pynet: expected precision 'fp32'"):
+        resolve_config("fast", engine="pynet", precision="bf16")
