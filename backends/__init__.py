@@ -56,6 +56,20 @@ def get(name: str) -> SimpleNamespace:
     return namespace
 
 
+_blas_limits = None
+
+
+def set_num_threads(threads: int) -> None:
+    """Threads for numba's parallel kernels and for the BLAS under NumPy's GEMMs (as
+    ``torch.set_num_threads`` does for torch). The BLAS limit holds until the next call."""
+    global _blas_limits
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    _blas_limits = threadpool_limits(limits=threads)
+
+
 def _bind(layer: type, kernels: ModuleType, name: str) -> type:
     return type(layer.__name__, (layer,), {
         "kernels": kernels, "__module__": f"backends.{name}", "__doc__": layer.__doc__,

@@ -8,23 +8,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
+import backends
 from bench.workloads import Workload, make_input, namespace
-
-_blas_limits: Any = None
 
 
 def set_threads(threads: int | None = None) -> int:
     """Give torch, numba and the BLAS behind NumPy the same thread count (default: all cores)."""
-    global _blas_limits
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    _blas_limits = threadpool_limits(limits=threads)  # held: the limit lasts while it lives
+    backends.set_num_threads(threads)
     return threads
 
 

@@ -1,4 +1,4 @@
-"""The `python -m cifar` command line: train, test, predict and report."""
+"""The `python -m cifar` command line: train, test, predict, export-pynet and report."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import click
 import numpy as np
 import torch
 
-from cifar.checkpoint import load_model
+from cifar.checkpoint import load_model, resolve_checkpoint
 from cifar.data import batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import resolve_device
 from cifar.errors import CifarError
@@ -87,30 +87,86 @@ def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--data-dir", help=DATA_DIR_HELP)
 @click.option("--tta/--no-tta", default=False, show_default=True,
-              help="Average over the checkpoint's test-time-augmentation views.")
+              help="Average over test-time-augmentation views: the checkpoint's for torch, "
+              "mirror and 1-pixel shifts (level 2) for a PyNet file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (last line).")
 @click.option("--save-predictions", type=click.Path(dir_okay=False),
               help="Write the predicted class of every test image as an int .npy.")
+@click.option("--engine", type=click.Choice(["torch", "pynet"]), default="torch",
+              show_default=True, help="torch: CHECKPOINT is a model.pt (or run directory); "
+              "pynet: CHECKPOINT is a PyNet .npz from export-pynet, run without torch layers.")
+@click.option("--backend", type=click.Choice(["numba", "numpy", "naive"]), default="numba",
+              show_default=True, help="PyNet backend for --engine pynet.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
+              help="torch autocast precision. [default: the checkpoint's]")
+@click.option("--threads", type=int, help="CPU threads (torch, numba and the BLAS).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @_one_line_errors
 def test(checkpoint: str, data_dir: str | None, tta: bool, as_json: bool,
-         save_predictions: str | None, device: str) -> None:
-    """Evaluate CHECKPOINT (model.pt, last.pt or a run directory) on test_batch."""
-    loaded = load_model(checkpoint, resolve_device(device))
+         save_predictions: str | None, engine: str, backend: str, precision: str | None,
+         threads: int | None, device: str) -> None:
+    """Evaluate CHECKPOINT on test_batch: a PyTorch checkpoint (model.pt, last.pt or a run
+    directory) or, with --engine pynet, a PyNet model file (.npz)."""
+    if threads:
+        torch.set_num_threads(threads)
     split = load_split(data_dir or default_data_dir(), train=False)
-    cfg = loaded.config
-    result = evaluate(loaded.model, split, cfg["tta_level"] if tta else 0,
-                      cfg["eval_batch_size"], cfg["precision"], cfg["channels_last"])
+    start = time.perf_counter()
+    if engine == "pynet":
+        model, level, batch_size = _pynet_model(checkpoint, backend, threads), 2, 500
+        precision, channels_last = "fp32", False
+    else:
+        if Path(checkpoint).suffix == ".npz":
+            raise CifarError(f"{checkpoint}: a PyNet model file; pass --engine pynet")
+        loaded = load_model(checkpoint, resolve_device(device))
+        cfg = loaded.config
+        model, level, batch_size = loaded.model, cfg["tta_level"], cfg["eval_batch_size"]
+        precision = precision or cfg["precision"]
+        channels_last = cfg["channels_last"]
+    result = evaluate(model, split, level if tta else 0, batch_size, precision, channels_last)
+    seconds = time.perf_counter() - start
     if save_predictions:
         np.save(save_predictions, result.predictions.numpy().astype(np.int64))
     report = {"test_accuracy": result.accuracy, "n": len(split.labels),
-              "test_loss": result.loss, "tta": tta}
+              "test_loss": result.loss, "tta": tta, "engine": engine,
+              "backend": backend if engine == "pynet" else None, "precision": precision,
+              "seconds": seconds}
     if as_json:
         click.echo(json.dumps(report))
     else:
         click.echo(f"test_accuracy {result.accuracy:.4f} on {len(split.labels)} images "
-                   f"(loss {result.loss:.4f}, TTA {'on' if tta else 'off'})")
+                   f"(loss {result.loss:.4f}, TTA {'on' if tta else 'off'}, {engine}"
+                   f"{'/' + backend if engine == 'pynet' else ''}, {precision}, "
+                   f"{seconds:.1f}s)")
+
+
+def _pynet_model(path: str, backend: str, threads: int | None) -> torch.nn.Module:
+    """The PyNet model in `path`, behind the torch facade the evaluation code calls."""
+    import backends
+    from cifar.pynet.facade import TorchFacade
+
+    if threads:
+        backends.set_num_threads(threads)
+    return TorchFacade(backends.get(backend).load(path).eval())
+
+
+@main.command("export-pynet")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@_one_line_errors
+def export_pynet(checkpoint: str, out: str) -> None:
+    """Convert a PyTorch CHECKPOINT (model.pt, last.pt or a run directory) into the PyNet model
+    file OUT (.npz): same layers and weights, the logit scale folded into the head. It loads
+    with `backends.get(name).load(OUT)` and runs with NumPy and numba only."""
+    import backends
+    from cifar.pynet.convert import fold_output_scale, to_pynet
+
+    loaded = load_model(checkpoint, torch.device("cpu"))
+    model = fold_output_scale(to_pynet(loaded.model.eval(), backends.get("numpy")))
+    model.save(out)
+    click.echo(f"{out}: PyNet model, {len(model.state_dict())} arrays, "
+               f"{sum(p.size for p in model.parameters())} parameters "
+               f"(from {resolve_checkpoint(checkpoint)})")
 
 
 def _read_image(path: str) -> torch.Tensor:

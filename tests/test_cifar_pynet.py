@@ -9,19 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from cifar_fixtures import (  # noqa: F401  (pytest fixtures)
     shared_cifar_root_fixture,
     tiny_config,
+    trained_run_fixture,
 )
+from click.testing import CliRunner
 
 import backends
 from cifar.cli import main
 from cifar.engine import Engine
 from cifar.models import build_model
+from cifar.presets import resolve_config
 from cifar.pynet.convert import fold_output_scale, to_pynet, to_torch_state
 from cifar.pynet.engine import PynetEngine
-from cifar.presets import resolve_config
 from cifar.train import train
 
 SMALL_AIRNET = {"arch": "airnet", "widths": [8, 16, 16], "whiten_kernel": 2,
@@ -121,3 +122,36 @@ def test_pynet_settings_override_the_preset_and_conflicts_are_refused():
                                                                                  "cpu")
     with pytest.raises(ValueError, match="--engine pynet: expected precision 'fp32'"):
         resolve_config("fast", engine="pynet", precision="bf16")
+
+
+def test_export_pynet_then_test_with_the_pynet_engine_reproduces_torch(trained_run: Path,
+                                                                        shared_cifar_root: Path,
+                                                                        tmp_path: Path):
+    runner = CliRunner()
+    out = tmp_path / "model.npz"
+    exported = runner.invoke(main, ["export-pynet", str(trained_run), str(out)])
+    assert exported.exit_code == 0, exported.output
+    results = {}
+    for engine in ("torch", "pynet"):
+        predictions = tmp_path / f"{engine}.npy"
+        checkpoint = str(out if engine == "pynet" else trained_run)
+        result = runner.invoke(main, ["test", checkpoint, "--engine", engine, "--json",
+                                      "--precision", "fp32", "--data-dir",
+                                      str(shared_cifar_root), "--save-predictions",
+                                      str(predictions)])
+        assert result.exit_code == 0, result.output
+        results[engine] = json.loads(result.output.splitlines()[-1]), np.load(predictions)
+    (ours, our_predictions), (theirs, their_predictions) = results["pynet"], results["torch"]
+    np.testing.assert_array_equal(our_predictions, their_predictions)
+    assert ours["test_accuracy"] == theirs["test_accuracy"]
+    assert ours["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-4)
+
+
+def test_pynet_model_file_without_engine_pynet_is_refused(tmp_path: Path,
+                                                          shared_cifar_root: Path):
+    nn = backends.get("numpy")
+    nn.Sequential(nn.Flatten(), nn.Linear(3072, 10)).save(tmp_path / "m.npz")
+    result = CliRunner().invoke(main, ["test", str(tmp_path / "m.npz"), "--data-dir",
+                                       str(shared_cifar_root)])
+    assert result.exit_code != 0
+    assert "a PyNet model file; pass --engine pynet" in result.output

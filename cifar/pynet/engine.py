@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 import backends
@@ -68,8 +66,7 @@ class PynetEngine:
         self.total_steps = steps_per_epoch * config["epochs"]
         self.step = 0
         if config["threads"]:
-            numba.set_num_threads(config["threads"])
-            threadpool_limits(config["threads"])  # stays in force: the BLAS under the GEMMs
+            backends.set_num_threads(config["threads"])
         self.nn = backends.get(config["backend"])
         self.converted = to_pynet(model, self.nn)
         self.model = self.converted.model
