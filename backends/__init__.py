@@ -39,9 +39,11 @@ from functools import cache, partial
 from types import ModuleType, SimpleNamespace
 
 import spec
+from backends.threads import get_num_threads, set_num_threads
 from spec import serialization
 
 BACKENDS = ("naive", "numpy", "numba")
+__all__ = ["BACKENDS", "get", "get_num_threads", "set_num_threads"]
 
 
 @cache
@@ -54,20 +56,6 @@ def get(name: str) -> SimpleNamespace:
     namespace = SimpleNamespace(name=name, kernels=kernels, **layers)
     namespace.load = partial(serialization.load, namespace)  # nn.load("model.npz")
     return namespace
-
-
-_blas_limits = None
-
-
-def set_num_threads(threads: int) -> None:
-    """Threads for numba's parallel kernels and for the BLAS under NumPy's GEMMs (as
-    ``torch.set_num_threads`` does for torch). The BLAS limit holds until the next call."""
-    global _blas_limits
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    _blas_limits = threadpool_limits(limits=threads)
 
 
 def _bind(layer: type, kernels: ModuleType, name: str) -> type:
