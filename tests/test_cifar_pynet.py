@@ -105,8 +105,8 @@ def test_pynet_engine_takes_the_torch_engines_steps(shared_cifar_root: Path):
         torch.testing.assert_close(state[name], value, rtol=1e-3, atol=1e-4, msg=name)
 
 
-def test_one_pynet_epoch_on_synthetic_data_lowers_the_loss(shared_cifar_root: Path,
-                                                             tmp_path: Path):
+def test_pynet_training_on_synthetic_data_lowers_the_loss_and_gives_a_report(
+        shared_cifar_root: Path, tmp_path: Path):
     config = _fp32_config(shared_cifar_root, engine="pynet", epochs=3, batch_size=32)
     summary = train(config, out=tmp_path / "run", quiet=True)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
@@ -114,6 +114,10 @@ def test_one_pynet_epoch_on_synthetic_data_lowers_the_loss(shared_cifar_root: Pa
     assert losses[-1] < losses[0]
     assert summary["test_accuracy"] > 0.1
     assert {"model.pt", "model.npz", "last.pt"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    written = CliRunner().invoke(main, ["report", str(tmp_path / "run"), "--no-run-check",
+                                        "--data-dir", str(shared_cifar_root)])
+    assert written.exit_code == 0, written.output
+    assert "Trained with PyNet (`--engine pynet`" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_pynet_settings_override_the_preset_and_conflicts_are_refused():

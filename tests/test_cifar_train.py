@@ -22,6 +22,7 @@ from cifar.engine import Engine, lr_factor
 from cifar.errors import CheckpointError, CifarError, DivergenceError
 from cifar.evaluate import evaluate
 from cifar.presets import resolve_config
+from cifar.pynet.engine import PynetEngine
 from cifar.rundir import METRIC_FIELDS, RunDir
 from cifar.train import train
 
@@ -55,24 +56,27 @@ def test_saved_and_reloaded_models_give_the_trained_accuracy(trained_run: Path,
         assert loaded.classes[0] == "airplane"
 
 
+@pytest.mark.parametrize("engine", ["torch", "pynet"])
 def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(
-        shared_cifar_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tiny_config(shared_cifar_root, epochs=3)
+        engine: str, shared_cifar_root: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(shared_cifar_root, epochs=3, engine=engine)
+    engine_type = PynetEngine if engine == "pynet" else Engine
     train(config, out=tmp_path / "straight", quiet=True)
 
-    real_step, calls = Engine.train_step, {"n": 0}
+    real_step, calls = engine_type.train_step, {"n": 0}
 
-    def killed_in_second_epoch(self: Engine, inputs: torch.Tensor, labels: torch.Tensor):
+    def killed_in_second_epoch(self, inputs: torch.Tensor, labels: torch.Tensor):
         calls["n"] += 1
         if calls["n"] == 6:  # 4 steps per epoch: step 6 is inside epoch 2
             raise KeyboardInterrupt
         return real_step(self, inputs, labels)
 
-    monkeypatch.setattr(Engine, "train_step", killed_in_second_epoch)
+    monkeypatch.setattr(engine_type, "train_step", killed_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(config, out=tmp_path / "killed", quiet=True)
     assert read_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(Engine, "train_step", real_step)
+    monkeypatch.setattr(engine_type, "train_step", real_step)
     summary = train(config, resume=tmp_path / "killed", quiet=True)
 
     assert summary["resumed"]

@@ -144,6 +144,10 @@ def extra_features(config: dict[str, Any], summary: dict[str, Any] | None,
             used.append(text)
         else:
             off.append(name)
+    if config.get("engine") == "pynet":
+        used.append(f"Trained with PyNet (`--engine pynet`, the {config.get('backend')} "
+                    f"backend): every forward and backward pass in NumPy/numba, float32; "
+                    f"model.npz is the PyNet model file.")
     if summary and summary.get("resumed"):
         used.append("The run was resumed from last.pt after an interruption.")
     if config.get("train_subset"):
