@@ -53,11 +53,10 @@ def main(preset: str, data_dir: str | None, train_subset: int | None, threads: i
     seconds = {name: epoch_seconds(preset, ENGINES[name], common) for name in names}
     click.echo(f"| engine | epoch (s) | × torch fp32 | × torch ({PRESETS[preset]['precision']}) |"
                "\n|---|---|---|---|")
+    fp32, native = seconds.get("torch fp32"), seconds.get("torch (preset precision)")
     for name, value in seconds.items():
-        fp32 = seconds.get("torch fp32")
-        native = seconds.get("torch (preset precision)")
-        click.echo(f"| {name} | {value:.1f} | {value / fp32 if fp32 else float('nan'):.2f} | "
-                   f"{value / native if native else float('nan'):.2f} |")
+        ratios = [f"{value / base:.2f}" if base else "–" for base in (fp32, native)]
+        click.echo(f"| {name} | {value:.1f} | {ratios[0]} | {ratios[1]} |")
     if out:
         out.write_text(json.dumps({"preset": preset, "threads": threads,
                                    "train_subset": train_subset, "seconds": seconds},

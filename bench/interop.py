@@ -48,6 +48,8 @@ def compare(run: Path, split, backend: str) -> dict:
             "agreement_vs_fp32": float((ours.predictions == torch32.predictions).float().mean()),
             "agreement_vs_run_precision":
                 float((ours.predictions == native.predictions).float().mean()),
+            "torch_fp32_vs_run_precision":
+                float((torch32.predictions == native.predictions).float().mean()),
             "seconds": {"torch_fp32": torch32_s, "torch_run_precision": native_s,
                         "pynet": ours_s}}
 
@@ -69,13 +71,15 @@ def main(runs: tuple[Path, ...], data_dir: str | None, backend: str, threads: in
     set_threads(threads)
     split = load_split(data_dir or default_data_dir(), train=False)
     rows = [compare(run, split, backend) for run in runs]
-    click.echo("| run | torch fp32 | torch (run precision) | PyNet | agree vs fp32 | "
-               "agree vs run precision |\n|---|---|---|---|---|---|")
+    click.echo("| run | torch fp32 | torch (run precision) | PyNet | PyNet agrees with torch "
+               "fp32 | PyNet agrees with torch (run precision) | torch fp32 agrees with torch "
+               "(run precision) |\n|---|---|---|---|---|---|---|")
     for r in rows:
         click.echo(f"| {Path(r['run']).name} | {r['torch_fp32_acc']:.2%} | "
                    f"{r['torch_run_precision_acc']:.2%} ({r['torch_run_precision']}) | "
                    f"{r['pynet_acc']:.2%} | {r['agreement_vs_fp32']:.2%} | "
-                   f"{r['agreement_vs_run_precision']:.2%} |")
+                   f"{r['agreement_vs_run_precision']:.2%} | "
+                   f"{r['torch_fp32_vs_run_precision']:.2%} |")
     if out:
         out.write_text(json.dumps(rows, indent=2) + "\n")
 
