@@ -105,9 +105,11 @@ def test_pynet_engine_takes_the_torch_engines_steps(shared_cifar_root: Path):
         torch.testing.assert_close(state[name], value, rtol=1e-3, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_pynet_training_on_synthetic_data_lowers_the_loss_and_gives_a_report(
-        shared_cifar_root: Path, tmp_path: Path):
-    config = _fp32_config(shared_cifar_root, engine="pynet", epochs=3, batch_size=32)
+        backend: str, shared_cifar_root: Path, tmp_path: Path):
+    config = _fp32_config(shared_cifar_root, engine="pynet", backend=backend, epochs=3,
+                          batch_size=32)
     summary = train(config, out=tmp_path / "run", quiet=True)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
     losses = [float(row.split(",")[2]) for row in rows]
