@@ -78,10 +78,17 @@ def _fp32_config(data_dir: Path, **overrides) -> dict:
                        **overrides)
 
 
-def test_pynet_engine_takes_the_torch_engines_steps(shared_cifar_root: Path):
-    """Same init, batches and recipe (groups, schedule, Lookahead): same weights after 6 steps."""
-    config = _fp32_config(shared_cifar_root, batch_size=16)
-    config["lookahead"] = {"every": 2, "decay": 0.9}
+@pytest.mark.parametrize("preset", ["fast", "course"])
+def test_pynet_engine_takes_the_torch_engines_steps(preset: str, shared_cifar_root: Path):
+    """Same init, batches and recipe (SGD groups, schedule, Lookahead for `fast`; Adam and a
+    mean loss for `course`): the same losses, and the same weights after 6 steps."""
+    if preset == "fast":
+        config = _fp32_config(shared_cifar_root, batch_size=16)
+        config["lookahead"] = {"every": 2, "decay": 0.9}
+    else:
+        config = resolve_config("course", data_dir=str(shared_cifar_root), device="cpu",
+                                threads=2, batch_size=16)
+        config["model"] = SMALL_COURSE
     torch.manual_seed(0)
     model = build_model(config["model"])
     images = torch.randn(6 * 16, 3, 32, 32)
@@ -100,9 +107,17 @@ def test_pynet_engine_takes_the_torch_engines_steps(shared_cifar_root: Path):
             ref_loss, ref_correct = theirs.train_step(images[batch], labels[batch])
             assert loss == pytest.approx(ref_loss, rel=1e-4)
         assert ours.lr == pytest.approx(theirs.lr, rel=1e-12)
+    # a conv bias right before BatchNorm has a true gradient of 0, so Adam moves it by
+    # normalised round-off; the BatchNorm's running mean carries that bias along
+    layers = list(theirs.model.children())
+    before_norm = [i for i, (m, after) in enumerate(zip(layers, layers[1:], strict=False))
+                   if isinstance(m, torch.nn.Conv2d) and isinstance(after, torch.nn.BatchNorm2d)]
+    noise_only = {f"{i}.bias" for i in before_norm} | {f"{i + 1}.running_mean"
+                                                       for i in before_norm}
     state = to_torch_state(ours.converted)
     for name, value in theirs.model.state_dict().items():
-        torch.testing.assert_close(state[name], value, rtol=1e-3, atol=1e-4, msg=name)
+        if name not in noise_only:
+            torch.testing.assert_close(state[name], value, rtol=1e-3, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
