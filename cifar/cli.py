@@ -39,7 +39,7 @@ def _one_line_errors(command: Callable) -> Callable:
 
 @click.group()
 def main() -> None:
-    """CIFAR-10 with PyTorch: train, test, predict and write the report."""
+    """CIFAR-10 with PyTorch (or PyNet): train, test, predict, export to PyNet, write the report."""
 
 
 @main.command()
