@@ -20,38 +20,48 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("ours, theirs, kwargs", CONFIGS,
-                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CONFIGS)])
-def test_optimizer_matches_torch_over_20_steps_on_the_same_gradients(ours, theirs, kwargs):
+def _twin_networks():
+    """A float64 torch MLP and its PyNet copy with the same weights."""
     torch.manual_seed(0)
     reference = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3)).double()
     nn = backends.get("numpy")
     net = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
     net.load_state_dict(reference.state_dict())
-    opt, ref_opt = ours(net, **kwargs), theirs(reference.parameters(), **kwargs)
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        grads = {name: rng.standard_normal(p.shape) for name, p in net.named_parameters()}
-        opt.zero_grad()
-        for prefix, module in net.named_modules():
-            for name in module._parameters:
-                module._accumulate_grad(name, grads[prefix + name])
-        opt.step()
-        ref_opt.zero_grad()
-        for name, p in reference.named_parameters():
-            p.grad = torch.tensor(grads[name])
-        ref_opt.step()
+    return reference, net
+
+
+def _step_both_on_the_same_gradients(opt, ref_opt, net, reference, rng) -> None:
+    grads = {name: rng.standard_normal(p.shape) for name, p in net.named_parameters()}
+    opt.zero_grad()
+    for prefix, module in net.named_modules():
+        for name in module._parameters:
+            module._accumulate_grad(name, grads[prefix + name])
+    opt.step()
+    ref_opt.zero_grad()
+    for name, p in reference.named_parameters():
+        p.grad = torch.tensor(grads[name])
+    ref_opt.step()
+
+
+def _assert_same_weights(net, reference) -> None:
     for name, p in reference.named_parameters():
         np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-12,
                                    atol=1e-14)
 
 
+@pytest.mark.parametrize("ours, theirs, kwargs", CONFIGS,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CONFIGS)])
+def test_optimizer_matches_torch_over_20_steps_on_the_same_gradients(ours, theirs, kwargs):
+    reference, net = _twin_networks()
+    opt, ref_opt = ours(net, **kwargs), theirs(reference.parameters(), **kwargs)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _step_both_on_the_same_gradients(opt, ref_opt, net, reference, rng)
+    _assert_same_weights(net, reference)
+
+
 def test_param_groups_and_frozen_parameters_match_torch_param_groups():
-    torch.manual_seed(0)
-    reference = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3)).double()
-    nn = backends.get("numpy")
-    net = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3))
-    net.load_state_dict(reference.state_dict())
+    reference, net = _twin_networks()
     groups = [{"params": ["0.bias", "1.bias"], "lr": 0.5, "weight_decay": 1e-4},
               {"params": ["1.weight"]}]  # "0.weight" is frozen: in no group
     opt = SGD(net, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, param_groups=groups)
@@ -62,22 +72,11 @@ def test_param_groups_and_frozen_parameters_match_torch_param_groups():
         torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda s: 1 / (1 + s))
     rng = np.random.default_rng(0)
     for _ in range(20):
-        grads = {name: rng.standard_normal(p.shape) for name, p in net.named_parameters()}
-        opt.zero_grad()
-        for prefix, module in net.named_modules():
-            for name in module._parameters:
-                module._accumulate_grad(name, grads[prefix + name])
-        opt.step()
+        _step_both_on_the_same_gradients(opt, ref_opt, net, reference, rng)
         schedule.step()
-        ref_opt.zero_grad()
-        for name, p in ref.items():
-            p.grad = torch.tensor(grads[name])
-        ref_opt.step()
         ref_schedule.step()
         assert schedule.get_last_lr() == pytest.approx(ref_schedule.get_last_lr(), rel=1e-12)
-    for name, p in ref.items():
-        np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-12,
-                                   atol=1e-14)
+    _assert_same_weights(net, reference)
 
 
 def test_param_groups_naming_an_unknown_parameter_is_an_error():
