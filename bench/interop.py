@@ -20,7 +20,7 @@ import backends
 from cifar.checkpoint import load_model
 from cifar.data import default_data_dir, load_split
 from cifar.evaluate import EvalResult, evaluate
-from cifar.pynet.convert import fold_output_scale, to_pynet
+from cifar.pynet.convert import inference_model
 from cifar.pynet.facade import TorchFacade
 
 
@@ -36,7 +36,7 @@ def compare(run: Path, split, backend: str) -> dict:
     loaded = load_model(run, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.npz"
-        fold_output_scale(to_pynet(loaded.model, backends.get("numpy"))).save(path)
+        inference_model(loaded.model, backends.get("numpy")).save(path)
         pynet = TorchFacade(backends.get(backend).load(path).eval())
     torch32, torch32_s = _timed(loaded.model, split, "fp32", False)
     native, native_s = _timed(loaded.model, split, loaded.config["precision"],

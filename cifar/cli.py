@@ -159,10 +159,10 @@ def export_pynet(checkpoint: str, out: str) -> None:
     file OUT (.npz): same layers and weights, the logit scale folded into the head. It loads
     with `backends.get(name).load(OUT)` and runs with NumPy and numba only."""
     import backends
-    from cifar.pynet.convert import fold_output_scale, to_pynet
+    from cifar.pynet.convert import inference_model
 
     loaded = load_model(checkpoint, torch.device("cpu"))
-    model = fold_output_scale(to_pynet(loaded.model.eval(), backends.get("numpy")))
+    model = inference_model(loaded.model, backends.get("numpy"))
     model.save(out)
     click.echo(f"{out}: PyNet model, {len(model.state_dict())} arrays, "
                f"{sum(p.size for p in model.parameters())} parameters "

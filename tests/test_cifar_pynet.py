@@ -176,3 +176,9 @@ def test_pynet_model_file_without_engine_pynet_is_refused(tmp_path: Path,
                                        str(shared_cifar_root)])
     assert result.exit_code != 0
     assert "a PyNet model file; pass --engine pynet" in result.output
+
+
+def test_pynet_engine_names_the_settings_it_cannot_run(shared_cifar_root: Path):
+    config = {**_fp32_config(shared_cifar_root), "precision": "bf16"}
+    with pytest.raises(ValueError, match=r"--engine pynet: expected .*got \{'precision': 'bf16'\}"):
+        PynetEngine(build_model(config["model"]), config, 1, torch.device("cpu"))

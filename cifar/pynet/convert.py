@@ -123,3 +123,8 @@ def fold_output_scale(converted: Converted) -> Module:
         head.bias = head.bias * scale
     converted.output_scale = 1.0
     return converted.model
+
+
+def inference_model(model: nn.Module, pn: SimpleNamespace) -> Module:
+    """The PyNet model to deploy for torch `model`: eval mode, logit scale folded in."""
+    return fold_output_scale(to_pynet(model.eval(), pn))

@@ -21,7 +21,8 @@ from cifar.data import Split
 from cifar.engine import lookahead_decay, lr_factor, param_group_names, set_trainable
 from cifar.errors import DivergenceError
 from cifar.evaluate import EvalResult, evaluate
-from cifar.pynet.convert import fold_output_scale, load_torch_state, to_pynet, to_torch_state
+from cifar.presets import PYNET_SETTINGS
+from cifar.pynet.convert import inference_model, load_torch_state, to_pynet, to_torch_state
 from cifar.pynet.facade import TorchFacade
 from cifar.rundir import RunDir
 from spec.optim import SGD, Adam, LambdaLR, Optimizer
@@ -59,9 +60,10 @@ class PynetEngine:
         if device.type != "cpu":
             raise ValueError(f"--engine pynet: expected --device cpu or auto (PyNet runs on "
                              f"the CPU), got {device.type}")
-        if config["precision"] != "fp32" or config["channels_last"] or config["compile"]:
-            raise ValueError("--engine pynet: expected --precision fp32, --no-channels-last "
-                             "and --no-compile")
+        expected = {k: v for k, v in PYNET_SETTINGS.items() if k != "device"}
+        got = {k: config[k] for k, v in expected.items() if config[k] != v}
+        if got:
+            raise ValueError(f"--engine pynet: expected {expected}, got {got}")
         self.torch_model, self.config, self.device = model, config, device
         self.total_steps = steps_per_epoch * config["epochs"]
         self.step = 0
@@ -168,7 +170,7 @@ class PynetEngine:
         report) and `model.npz` (the PyNet model file, logit scale folded into the head)."""
         model = self._synced_torch_model()
         run.save_model(model_checkpoint(model, self.config, classes))
-        fold_output_scale(to_pynet(model.eval(), self.nn)).save(run.path / PYNET_MODEL_NAME)
+        inference_model(model, self.nn).save(run.path / PYNET_MODEL_NAME)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as tensors; the model under the torch model's names."""
