@@ -51,14 +51,21 @@ def _epoch_axis(ax: Axes, epochs: list[float]) -> None:
     ax.grid(alpha=0.3)
 
 
-def loss_figure(metrics: list[dict[str, float | None]]) -> Figure:
-    """Train and test loss per epoch (test points only where the test set was evaluated)."""
+def _train_and_test_curves(metrics: list[dict[str, float | None]], quantity: str,
+                           scale: float = 1.0) -> tuple[Figure, Axes]:
+    """A figure with train_<quantity> and test_<quantity> per epoch (test where evaluated)."""
     fig = _new(2.7)
     ax = fig.add_subplot()
-    for key, label, style in (("train_loss", "train", "o-"), ("test_loss", "test", "s-")):
-        x, y = _column(metrics, key)
+    for split, style in (("train", "o-"), ("test", "s-")):
+        x, y = _column(metrics, f"{split}_{quantity}")
         if x:
-            ax.plot(x, y, style, ms=3.5, label=label)
+            ax.plot(x, [scale * v for v in y], style, ms=3.5, label=split)
+    return fig, ax
+
+
+def loss_figure(metrics: list[dict[str, float | None]]) -> Figure:
+    """Train and test loss per epoch (test points only where the test set was evaluated)."""
+    fig, ax = _train_and_test_curves(metrics, "loss")
     _epoch_axis(ax, [r["epoch"] for r in metrics])
     ax.set_ylabel("cross-entropy loss")
     ax.set_title("Loss per epoch")
@@ -68,12 +75,7 @@ def loss_figure(metrics: list[dict[str, float | None]]) -> Figure:
 
 def accuracy_figure(metrics: list[dict[str, float | None]]) -> Figure:
     """Train and test accuracy per epoch in percent, with the 70% bar."""
-    fig = _new(2.7)
-    ax = fig.add_subplot()
-    for key, label, style in (("train_acc", "train", "o-"), ("test_acc", "test", "s-")):
-        x, y = _column(metrics, key)
-        if x:
-            ax.plot(x, [100 * v for v in y], style, ms=3.5, label=label)
+    fig, ax = _train_and_test_curves(metrics, "acc", scale=100)
     ax.axhline(100 * ACCURACY_BAR, color="tab:red", ls="--", lw=1, label="70% bar")
     _epoch_axis(ax, [r["epoch"] for r in metrics])
     ax.set_ylabel("accuracy (%)")
