@@ -1,8 +1,9 @@
 """The PyTorch training engine: model, optimiser, LR schedule and Lookahead weights.
 
 The engine knows nothing about metrics or data loading; the trainer feeds it batches, asks for
-its state and evaluations, and has it write its model files into the run directory. Another
-engine (`cifar.pynet.engine`) only has to offer the same methods.
+its state and evaluations, and has it write its model files into the run directory. The recipe
+(groups, trainability, schedule, Lookahead, whitening) is `cifar.recipe`, shared with the PyNet
+engine (`cifar.pynet.engine`), which offers the same methods.
 """
 
 from __future__ import annotations
@@ -11,123 +12,61 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cifar.checkpoint import model_checkpoint
 from cifar.data import Split
 from cifar.errors import DivergenceError
 from cifar.evaluate import EvalResult, autocast, evaluate
-from cifar.models import count_parameters
+from cifar.models import build_model, count_parameters, named_parameter_layers
+from cifar.recipe import Lookahead, lr_factor, param_groups, trainable, whitening_init
 from cifar.rundir import RunDir
 
 
-def lr_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
-    """LR multiplier at `step`: "constant", or "warmup_linear" (linear up, then linear down)."""
-    if schedule["kind"] == "constant":
-        return 1.0
-    if schedule["kind"] != "warmup_linear":
-        raise ValueError(f"schedule.kind: expected 'constant' or 'warmup_linear', "
-                         f"got {schedule['kind']!r}")
-    warmup_steps = int(total_steps * schedule["warmup"])
-    if step < warmup_steps:
-        frac = step / warmup_steps
-        return schedule["start"] * (1 - frac) + frac
-    frac = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return (1 - frac) + schedule["end"] * frac
-
-
-def lookahead_decay(every: int, decay: float, step: int, total_steps: int) -> float | None:
-    """The slow weights' decay after optimiser step `step` (1-based), or None if no update is
-    due: decay**every * (step/total)**3, and 1 (take the slow weights) at the last step."""
-    if step % every and step != total_steps:
-        return None
-    return 1.0 if step == total_steps else decay**every * (step / total_steps)**3
-
-
-def param_group_names(model: nn.Module, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """SGD parameter groups by parameter name: BatchNorm biases take `bias_lr_scale` times the
-    learning rate and 1/`bias_lr_scale` of the weight decay (airbench); the rest the config's."""
-    norm_biases = [f"{name}.bias" for name, m in model.named_modules()
-                   if isinstance(m, nn.BatchNorm2d) and m.bias is not None]
-    others = [name for name, _ in model.named_parameters() if name not in norm_biases]
-    scale = config["bias_lr_scale"]
-    return [{"params": norm_biases, "lr": config["lr"] * scale,
-             "weight_decay": config["weight_decay"] / scale},
-            {"params": others, "lr": config["lr"], "weight_decay": config["weight_decay"]}]
-
-
-def set_trainable(model: nn.Module, epoch: int, config: dict[str, Any]) -> None:
-    """Per-epoch trainability: the whitening bias trains for `whiten_bias_epochs` epochs."""
-    whiten = getattr(model, "whiten", None)
-    if whiten is not None:
-        whiten.bias.requires_grad = epoch < config["whiten_bias_epochs"]
-
-
-class Lookahead:
-    """airbench's Lookahead: every `every` steps, slow <- lerp(slow, fast) and fast <- slow.
-
-    The slow weights' decay ramps up as decay**every * (step/total)**3, and the last step copies
-    the slow weights into the model, so the final model is the averaged one.
-    """
-
-    def __init__(self, model: nn.Module, every: int, decay: float) -> None:
-        self.every, self.decay = every, decay
-        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items()
-                     if v.is_floating_point()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int, total_steps: int) -> None:
-        """Apply the update after optimiser step `step` (1-based) when it is due."""
-        decay = lookahead_decay(self.every, self.decay, step, total_steps)
-        if decay is None:
-            return
-        state = model.state_dict()
-        for name, slow in self.slow.items():
-            slow.lerp_(state[name], 1 - decay)
-            state[name].copy_(slow)
-
-
 class Engine:
-    """Trains `model` batch by batch according to a resolved run config."""
+    """Trains the network of `config["model"]` batch by batch according to a run config."""
 
-    def __init__(self, model: nn.Module, config: dict[str, Any], steps_per_epoch: int,
+    def __init__(self, config: dict[str, Any], steps_per_epoch: int,
                  device: torch.device) -> None:
-        self.model = model.to(device)
+        self.model = build_model(config["model"]).to(device)
         if config["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.config, self.device = config, device
         self.total_steps = steps_per_epoch * config["epochs"]
         self.step = 0
+        self.params = named_parameter_layers(self.model)
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(config["schedule"], s, self.total_steps))
-        look = config["lookahead"]
-        self.lookahead = Lookahead(self.model, look["every"], look["decay"]) if look else None
+        self.lookahead = self._make_lookahead()
         self.forward = torch.compile(self.model) if config["compile"] else self.model
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
+        groups = [{**group, "params": [self.model.get_parameter(n) for n in group["params"]]}
+                  for group in param_groups(self.params, cfg)]
         if cfg["optimizer"] == "adam":
-            return torch.optim.Adam(self.model.parameters(), lr=cfg["lr"],
-                                    weight_decay=cfg["weight_decay"])
-        if cfg["optimizer"] != "sgd":
-            raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {cfg['optimizer']!r}")
-        params = dict(self.model.named_parameters())
-        groups = [{**group, "params": [params[name] for name in group["params"]]}
-                  for group in param_group_names(self.model, cfg)]
+            return torch.optim.Adam(groups)
         return torch.optim.SGD(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
 
+    def _float_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.model.state_dict().items() if v.is_floating_point()}
+
+    def _make_lookahead(self) -> Lookahead | None:
+        look = self.config["lookahead"]
+        return Lookahead(self._float_state(), look["every"], look["decay"]) if look else None
+
+    @torch.no_grad()
     def prepare(self, train_inputs: torch.Tensor) -> None:
-        """Data-dependent initialisation of a fresh model (the whitening stem, if any)."""
-        if hasattr(self.model, "init_whitening"):
-            self.model.init_whitening(train_inputs.to(self.device))
-            if self.lookahead is not None:  # the slow weights start from the initialised model
-                look = self.config["lookahead"]
-                self.lookahead = Lookahead(self.model, look["every"], look["decay"])
+        """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`)."""
+        if whitening_init(self.model.state_dict(), train_inputs.cpu().numpy(),
+                          self.config["model"]):
+            self.lookahead = self._make_lookahead()  # slow weights start from the initialised
 
     def start_epoch(self, epoch: int) -> None:
-        """Set per-epoch trainability (`set_trainable`) and training mode."""
-        set_trainable(self.model, epoch, self.config)
+        """Set per-epoch trainability (`cifar.recipe.trainable`) and training mode."""
+        for name, layer in self.params:
+            self.model.get_parameter(name).requires_grad = trainable(name, layer, epoch,
+                                                                     self.config)
         self.model.train()
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
@@ -146,7 +85,7 @@ class Engine:
         self.scheduler.step()
         self.step += 1
         if self.lookahead is not None:
-            self.lookahead.update(self.model, self.step, self.total_steps)
+            self.lookahead.update(self._float_state(), self.step, self.total_steps)
         correct = int((logits.argmax(1) == labels).sum())
         return float(losses.detach().sum()), correct
 
@@ -184,7 +123,6 @@ class Engine:
         if self.lookahead is not None:
             for name, value in state["lookahead"].items():
                 self.lookahead.slow[name].copy_(value)
-
 
 
 def resolve_device(name: str) -> torch.device:

@@ -15,7 +15,6 @@ from cifar.checkpoint import LAST_NAME, read_checkpoint, resolve_checkpoint
 from cifar.data import Split, batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import Engine, resolve_device
 from cifar.errors import CheckpointError, CifarError
-from cifar.models import build_model
 from cifar.pipeline import normalize, train_batches
 from cifar.rundir import RunDir
 
@@ -82,7 +81,7 @@ def train(config: dict[str, Any], out: str | os.PathLike | None = None,
     torch.manual_seed(config["seed"])
     steps_per_epoch = math.ceil(len(train_split.labels) / config["batch_size"])
     engine_type = _pynet_engine() if pynet else Engine
-    engine = engine_type(build_model(config["model"]), config, steps_per_epoch, device)
+    engine = engine_type(config, steps_per_epoch, device)
     if state is None:
         engine.prepare(normalize(train_split.images[:WHITENING_IMAGES]))
         run.create(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,18 +13,30 @@ from spec.module import Module
 class Sequential(Module):
     """Runs its layers in order; ``backward`` runs them in reverse.
 
-    State-dict keys and gradient names are dotted as in torch: ``"0.weight"``,
-    ``"1.running_mean"``, and so on.
+    Takes the layers as arguments, numbered ``"0"``, ``"1"``, ..., or one ``OrderedDict`` of
+    named layers, as torch does. State-dict keys and gradient names are dotted as in torch:
+    ``"0.weight"``, ``"1.running_mean"``, or ``"stem.weight"`` for a named child.
 
     Example:
         >>> nn = backends.get("numpy")
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten())
+        >>> named = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 8, 3), act=nn.ReLU()))
     """
 
-    def __init__(self, *layers: Module) -> None:
+    def __init__(self, *layers: Module | OrderedDict[str, Module]) -> None:
         super().__init__()
-        for index, layer in enumerate(layers):
-            self.add_module(str(index), layer)
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            named = list(layers[0].items())
+        else:
+            named = [(str(index), layer) for index, layer in enumerate(layers)]
+        for name, layer in named:
+            self.add_module(name, layer)
+
+    @property
+    def child_names(self) -> list[str] | None:
+        """The children's names, or None where they are numbered 0, 1, ... (the default)."""
+        names = list(self._modules)
+        return None if names == [str(i) for i in range(len(names))] else names
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ def architecture(module: Module) -> dict[str, Any]:
     record: dict[str, Any] = {"type": type(module).__name__, "config": module.config()}
     if module._modules:
         record["children"] = [architecture(child) for child in module._modules.values()]
+        names = getattr(module, "child_names", None)
+        if names is not None:
+            record["names"] = names
     return record
 
 
@@ -41,7 +45,10 @@ def build(nn: Any, record: dict[str, Any]) -> Module:
     if not (isinstance(layer_type, type) and issubclass(layer_type, Module)):
         raise ModelFileError(f"unknown layer type {record.get('type')!r}")
     if "children" in record:
-        return layer_type(*(build(nn, child) for child in record["children"]))
+        children = [build(nn, child) for child in record["children"]]
+        if "names" in record:
+            return layer_type(OrderedDict(zip(record["names"], children, strict=True)))
+        return layer_type(*children)
     return layer_type(**record.get("config", {}))
 
 

@@ -52,8 +52,7 @@ def test_converted_model_gives_the_torch_logits_to_1e5_in_float32(model_config, 
     images = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
         expected = model(images).numpy()
-    converted = to_pynet(model, backends.get(backend))
-    folded = fold_output_scale(converted)
+    folded = fold_output_scale(to_pynet(model, backends.get(backend)), model.output_scale)
     got = folded(images.numpy())
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
@@ -90,11 +89,11 @@ def test_pynet_engine_takes_the_torch_engines_steps(preset: str, shared_cifar_ro
                                 threads=2, batch_size=16)
         config["model"] = SMALL_COURSE
     torch.manual_seed(0)
-    model = build_model(config["model"])
     images = torch.randn(6 * 16, 3, 32, 32)
     labels = torch.randint(0, 10, (6 * 16,))
-    ours = PynetEngine(copy.deepcopy(model), config, 3, torch.device("cpu"))
-    theirs = Engine(model, config, 3, torch.device("cpu"))
+    ours = PynetEngine(copy.deepcopy(config), 3, torch.device("cpu"))
+    theirs = Engine(config, 3, torch.device("cpu"))
+    ours.model.load_state_dict(theirs.model.state_dict())  # the same initial weights
     for engine in (ours, theirs):
         engine.prepare(images[:64])
     for epoch in range(2):  # the whitening bias trains in epoch 0 only (whiten_bias_epochs 1)
@@ -114,7 +113,7 @@ def test_pynet_engine_takes_the_torch_engines_steps(preset: str, shared_cifar_ro
                    if isinstance(m, torch.nn.Conv2d) and isinstance(after, torch.nn.BatchNorm2d)]
     noise_only = {f"{i}.bias" for i in before_norm} | {f"{i + 1}.running_mean"
                                                        for i in before_norm}
-    state = to_torch_state(ours.converted)
+    state = to_torch_state(ours.model)
     for name, value in theirs.model.state_dict().items():
         if name not in noise_only:
             torch.testing.assert_close(state[name], value, rtol=1e-3, atol=1e-4, msg=name)
@@ -181,4 +180,4 @@ def test_pynet_model_file_without_engine_pynet_is_refused(tmp_path: Path,
 def test_pynet_engine_names_the_settings_it_cannot_run(shared_cifar_root: Path):
     config = {**_fp32_config(shared_cifar_root), "precision": "bf16"}
     with pytest.raises(ValueError, match=r"--engine pynet: expected .*got \{'precision': 'bf16'\}"):
-        PynetEngine(build_model(config["model"]), config, 1, torch.device("cpu"))
+        PynetEngine(config, 1, torch.device("cpu"))

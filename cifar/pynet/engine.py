@@ -1,10 +1,11 @@
-"""The PyNet training engine: the same recipe as `cifar.engine.Engine`, computed by PyNet.
+"""The PyNet training engine: the recipe of `cifar.recipe`, computed by PyNet.
 
 The trainer drives it exactly like the PyTorch engine (data pipeline, augmentation, metrics,
-checkpoints and run directory are the trainer's). The network is built and initialised by
-torch (`cifar.models`, including the data-dependent whitening stem), converted layer by layer
-(`cifar.pynet.convert`), and from then on trained in NumPy/numba: forward, cross-entropy,
-backward, SGD or Adam with the torch engine's parameter groups, its LR schedule and Lookahead.
+checkpoints and run directory are the trainer's). The network is built by PyNet from the
+model config (`cifar.models.build_layers` with a backend namespace), with PyNet's own seeded
+initialisation, and trained in NumPy/numba: forward, cross-entropy, backward, SGD or Adam
+with the recipe's parameter groups, trainability, LR schedule and Lookahead. torch is used
+only to write `model.pt`, from the PyNet weights, at save time.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import backends
 from cifar.checkpoint import model_checkpoint
 from cifar.data import Split
-from cifar.engine import lookahead_decay, lr_factor, param_group_names, set_trainable
 from cifar.errors import DivergenceError
 from cifar.evaluate import EvalResult, evaluate
+from cifar.models import build_layers, build_model, named_parameter_layers, output_scale
 from cifar.presets import PYNET_SETTINGS
-from cifar.pynet.convert import inference_model, load_torch_state, to_pynet, to_torch_state
+from cifar.pynet.convert import fold_output_scale, load_torch_state, to_torch_state
 from cifar.pynet.facade import TorchFacade
+from cifar.recipe import Lookahead, lr_factor, param_groups, trainable, whitening_init
 from cifar.rundir import RunDir
+from spec import init
+from spec.module import Module
 from spec.optim import SGD, Adam, LambdaLR, Optimizer
 
 PYNET_MODEL_NAME = "model.npz"
@@ -53,9 +56,10 @@ def _arrays(obj: Any) -> Any:
 
 
 class PynetEngine:
-    """Trains the torch-built `model` with PyNet layers of backend `config["backend"]`."""
+    """Trains the network of `config["model"]` with PyNet layers of backend
+    `config["backend"]`."""
 
-    def __init__(self, model: nn.Module, config: dict[str, Any], steps_per_epoch: int,
+    def __init__(self, config: dict[str, Any], steps_per_epoch: int,
                  device: torch.device) -> None:
         if device.type != "cpu":
             raise ValueError(f"--engine pynet: expected --device cpu or auto (PyNet runs on "
@@ -64,62 +68,57 @@ class PynetEngine:
         got = {k: config[k] for k, v in expected.items() if config[k] != v}
         if got:
             raise ValueError(f"--engine pynet: expected {expected}, got {got}")
-        self.torch_model, self.config, self.device = model, config, device
+        self.config, self.device = config, device
         self.total_steps = steps_per_epoch * config["epochs"]
         self.step = 0
         if config["threads"]:
             backends.set_num_threads(config["threads"])
         self.nn = backends.get(config["backend"])
-        self.converted = to_pynet(model, self.nn)
-        self.model = self.converted.model
+        init.manual_seed(config["seed"])
+        self.model: Module = build_layers(config["model"], self.nn)
+        self.output_scale = np.float32(output_scale(config["model"]))
+        self.params = named_parameter_layers(self.model)
         self.criterion = self.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"],
                                                   reduction="none")
         self.optimizer = self._make_optimizer()
         self.group_params = [list(g["params"]) for g in self.optimizer.param_groups]
         self.scheduler = LambdaLR(self.optimizer,
                                   lambda s: lr_factor(config["schedule"], s, self.total_steps))
-        look = config["lookahead"]
-        self.slow = ({k: v.copy() for k, v in self._float_state().items()} if look else None)
+        self.lookahead = self._make_lookahead()
 
     def _make_optimizer(self) -> Optimizer:
         cfg = self.config
-        pynet_name = {t: p for p, t in self.converted.torch_names.items()}
+        groups = param_groups(self.params, cfg)
         if cfg["optimizer"] == "adam":
-            return Adam(self.model, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        if cfg["optimizer"] != "sgd":
-            raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {cfg['optimizer']!r}")
-        groups = [{**g, "params": [pynet_name[n] for n in g["params"]]}
-                  for g in param_group_names(self.torch_model, cfg)]
+            return Adam(self.model, param_groups=groups)
         return SGD(self.model, momentum=cfg["momentum"], nesterov=cfg["nesterov"],
                    lr=cfg["lr"], param_groups=groups)
 
     def _float_state(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.model.state_dict().items() if v.dtype.kind == "f"}
 
+    def _make_lookahead(self) -> Lookahead | None:
+        look = self.config["lookahead"]
+        return Lookahead(self._float_state(), look["every"], look["decay"]) if look else None
+
     def prepare(self, train_inputs: torch.Tensor) -> None:
-        """Data-dependent initialisation (the whitening stem), done by torch, then copied."""
-        if hasattr(self.torch_model, "init_whitening"):
-            self.torch_model.init_whitening(train_inputs)
-            load_torch_state(self.converted, self.torch_model.state_dict())
-            if self.slow is not None:
-                self.slow = {k: v.copy() for k, v in self._float_state().items()}
+        """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`)."""
+        if whitening_init(self.model.state_dict(), train_inputs.numpy(), self.config["model"]):
+            self.lookahead = self._make_lookahead()  # slow weights start from the initialised
 
     def start_epoch(self, epoch: int) -> None:
-        """Train the parameters torch would train this epoch (`set_trainable`), in train mode."""
-        set_trainable(self.torch_model, epoch, self.config)
-        torch_params = dict(self.torch_model.named_parameters())
-        frozen = {p for p, t in self.converted.torch_names.items()
-                  if t in torch_params and not torch_params[t].requires_grad}
+        """Train the parameters the recipe trains this epoch (`cifar.recipe.trainable`)."""
+        layers = dict(self.params)
         for group, names in zip(self.optimizer.param_groups, self.group_params, strict=True):
-            group["params"] = [name for name in names if name not in frozen]
+            group["params"] = [name for name in names
+                               if trainable(name, layers[name], epoch, self.config)]
         self.model.train()
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         """One optimiser step; returns the summed loss and the number of correct predictions."""
         x = np.ascontiguousarray(inputs.numpy(), dtype=np.float32)
         y = labels.numpy()
-        scale = np.float32(self.converted.output_scale)
-        logits = self.model(x) * scale
+        logits = self.model(x) * self.output_scale
         losses = self.criterion(logits, y)
         loss = losses.sum() if self.config["loss_reduction"] == "sum" else losses.mean()
         if not np.isfinite(loss):
@@ -128,24 +127,13 @@ class PynetEngine:
         self.model.zero_grad()
         weight = 1.0 if self.config["loss_reduction"] == "sum" else 1.0 / len(y)
         dlogits = self.criterion.backward(np.full(len(y), weight, np.float32))
-        self.model.backward(dlogits * scale)
+        self.model.backward(dlogits * self.output_scale)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self._lookahead()
+        if self.lookahead is not None:
+            self.lookahead.update(self._float_state(), self.step, self.total_steps)
         return float(losses.sum()), int((logits.argmax(1) == y).sum())
-
-    def _lookahead(self) -> None:
-        """`cifar.engine.Lookahead`'s update on the PyNet state (parameters and BN statistics)."""
-        look = self.config["lookahead"]
-        decay = look and lookahead_decay(look["every"], look["decay"], self.step,
-                                         self.total_steps)
-        if decay is None or self.slow is None:
-            return
-        for name, fast in self._float_state().items():
-            slow = self.slow[name]
-            slow += (1 - decay) * (fast - slow)
-            fast[...] = slow
 
     @property
     def lr(self) -> float:
@@ -154,36 +142,36 @@ class PynetEngine:
 
     def evaluate(self, split: Split, tta_level: int) -> EvalResult:
         """Loss and accuracy on `split`, through the same evaluation code as the torch engine."""
-        facade = TorchFacade(self.model, self.converted.output_scale)
+        facade = TorchFacade(self.model, float(self.output_scale))
         return evaluate(facade, split, tta_level, self.config["eval_batch_size"])
 
     def num_parameters(self) -> int:
         """Number of parameters, trainable or frozen."""
         return sum(p.size for p in self.model.parameters())
 
-    def _synced_torch_model(self) -> nn.Module:
-        self.torch_model.load_state_dict(to_torch_state(self.converted))
-        return self.torch_model
-
     def save_model(self, run: RunDir, classes: list[str]) -> None:
-        """Write `model.pt` (the weights in the torch model, for `test`, `predict` and the
-        report) and `model.npz` (the PyNet model file, logit scale folded into the head)."""
-        model = self._synced_torch_model()
+        """Write `model.pt` (the PyNet weights in the torch network, for `test`, `predict` and
+        the report) and `model.npz` (the PyNet model file, logit scale folded into the head)."""
+        model = build_model(self.config["model"])
+        model.load_state_dict(to_torch_state(self.model))
         run.save_model(model_checkpoint(model, self.config, classes))
-        inference_model(model, self.nn).save(run.path / PYNET_MODEL_NAME)
+        deployed = build_layers(self.config["model"], self.nn)
+        deployed.load_state_dict(self.model.state_dict())
+        fold_output_scale(deployed.eval(), float(self.output_scale)).save(
+            run.path / PYNET_MODEL_NAME)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, as tensors; the model under the torch model's names."""
-        return {"model": to_torch_state(self.converted),
+        """Everything needed to resume, as tensors; the model under torch's names."""
+        return {"model": to_torch_state(self.model),
                 "optimizer": _tensors(self.optimizer.state_dict()),
                 "scheduler": self.scheduler.state_dict(), "step": self.step,
-                "lookahead": _tensors(self.slow)}
+                "lookahead": _tensors(self.lookahead.slow) if self.lookahead else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
-        load_torch_state(self.converted, state["model"])
+        load_torch_state(self.model, state["model"])
         self.optimizer.load_state_dict(_arrays(state["optimizer"]))
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
-        if self.slow is not None:
-            self.slow = _arrays(state["lookahead"])
+        if self.lookahead is not None:
+            self.lookahead.slow = _arrays(state["lookahead"])

@@ -1,0 +1,111 @@
+"""The training recipe, written once for both engines in terms of parameter names and layer
+kinds: parameter groups, per-epoch trainability, the LR schedule, Lookahead and the
+data-dependent initialisation. `cifar.engine` applies it to a torch model, `cifar.pynet.engine`
+to a PyNet model; their parameters share torch's names ("groups.0.2.bias").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cifar.models import is_frozen, whitening_weight
+
+
+def lr_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
+    """LR multiplier at `step`: "constant", or "warmup_linear" (linear up, then linear down)."""
+    if schedule["kind"] == "constant":
+        return 1.0
+    if schedule["kind"] != "warmup_linear":
+        raise ValueError(f"schedule.kind: expected 'constant' or 'warmup_linear', "
+                         f"got {schedule['kind']!r}")
+    warmup_steps = int(total_steps * schedule["warmup"])
+    if step < warmup_steps:
+        frac = step / warmup_steps
+        return schedule["start"] * (1 - frac) + frac
+    frac = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return (1 - frac) + schedule["end"] * frac
+
+
+def param_groups(params: list[tuple[str, str]], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Optimiser groups of parameter names, from (name, layer class name) pairs. SGD:
+    BatchNorm biases take `bias_lr_scale` times the learning rate and 1/`bias_lr_scale` of
+    the weight decay (airbench), the rest the config's. Adam: one group."""
+    names = [name for name, _ in params]
+    if config["optimizer"] == "adam":
+        return [{"params": names, "lr": config["lr"], "weight_decay": config["weight_decay"]}]
+    if config["optimizer"] != "sgd":
+        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {config['optimizer']!r}")
+    norm_biases = [name for name, layer in params
+                   if layer == "BatchNorm2d" and name.endswith(".bias")]
+    others = [name for name in names if name not in norm_biases]
+    scale = config["bias_lr_scale"]
+    return [{"params": norm_biases, "lr": config["lr"] * scale,
+             "weight_decay": config["weight_decay"] / scale},
+            {"params": others, "lr": config["lr"], "weight_decay": config["weight_decay"]}]
+
+
+def trainable(name: str, layer: str, epoch: int, config: dict[str, Any]) -> bool:
+    """Whether parameter `name` (of a `layer`) trains in `epoch`: never if the architecture
+    freezes it; the whitening bias for the first `whiten_bias_epochs` epochs only."""
+    if is_frozen(config["model"], name, layer):
+        return False
+    return name != "whiten.bias" or epoch < config["whiten_bias_epochs"]
+
+
+def whitening_init(state: Mapping[str, Any], images: np.ndarray,
+                   model_config: dict[str, Any]) -> bool:
+    """Set the whitening stem (`whiten.weight`, `whiten.bias` in `state`, tensors or arrays
+    written in place) from the normalised training `images`; False if there is no stem."""
+    if "whiten.weight" not in state:
+        return False
+    weight = whitening_weight(images, model_config.get("whiten_kernel", 2))
+    state["whiten.weight"][...] = _like(weight, state["whiten.weight"])
+    state["whiten.bias"][...] = 0
+    return True
+
+
+def lookahead_decay(every: int, decay: float, step: int, total_steps: int) -> float | None:
+    """The slow weights' decay after optimiser step `step` (1-based), or None if no update is
+    due: decay**every * (step/total)**3, and 1 (take the slow weights) at the last step."""
+    if step % every and step != total_steps:
+        return None
+    return 1.0 if step == total_steps else decay**every * (step / total_steps)**3
+
+
+class Lookahead:
+    """airbench's Lookahead over a float state dict (torch tensors or NumPy arrays, updated
+    in place): every `every` steps, slow <- lerp(slow, fast) and fast <- slow.
+
+    The slow weights' decay ramps up as decay**every * (step/total)**3, and the last step copies
+    the slow weights into the model, so the final model is the averaged one.
+    """
+
+    def __init__(self, state: Mapping[str, Any], every: int, decay: float) -> None:
+        self.every, self.decay = every, decay
+        self.slow = {name: _copy(value) for name, value in state.items()}
+
+    def update(self, state: Mapping[str, Any], step: int, total_steps: int) -> None:
+        """Apply the update after optimiser step `step` (1-based) when it is due."""
+        decay = lookahead_decay(self.every, self.decay, step, total_steps)
+        if decay is None:
+            return
+        for name, slow in self.slow.items():
+            fast = state[name]
+            slow += (fast - slow) * (1 - decay)
+            fast[...] = slow
+
+
+def _copy(value: Any) -> Any:
+    return value.detach().clone() if hasattr(value, "detach") else value.copy()
+
+
+def _like(array: np.ndarray, target: Any) -> Any:
+    """`array` as the type of `target`: a torch tensor on its device, or a NumPy array."""
+    if hasattr(target, "detach"):
+        import torch
+
+        return torch.from_numpy(array).to(target.device, target.dtype)
+    return array.astype(target.dtype)

@@ -1,0 +1,134 @@
+"""The recipe is written once (cifar.recipe, cifar.models) and both engines follow it."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import backends
+from cifar.engine import Engine
+from cifar.models import build_layers, build_model, named_parameter_layers, whitening_weight
+from cifar.presets import resolve_config
+from cifar.pynet.engine import PynetEngine
+from cifar.recipe import Lookahead, param_groups, trainable
+
+SMALL_AIRNET = {"arch": "airnet", "widths": [8, 16, 16], "whiten_kernel": 2,
+                "bn_momentum": 0.4, "output_scale": 1 / 9, "activation": "gelu"}
+
+
+def _config(**overrides) -> dict:
+    config = resolve_config("fast", device="cpu", threads=1, **overrides)
+    config["model"] = SMALL_AIRNET
+    return config
+
+
+def test_pynet_builds_the_torch_layer_tree_with_the_same_names_and_shapes():
+    torch_state = build_model(SMALL_AIRNET).state_dict()
+    pynet_state = build_layers(SMALL_AIRNET, backends.get("numpy")).state_dict()
+    assert list(pynet_state) == list(torch_state)
+    assert {k: v.shape for k, v in pynet_state.items()} == \
+        {k: tuple(v.shape) for k, v in torch_state.items()}
+
+
+@pytest.mark.parametrize("namespace", ["torch", "pynet"])
+def test_conv3x3_filters_start_as_identities_in_both_engines(namespace: str):
+    nn = torch.nn if namespace == "torch" else backends.get("numpy")
+    weight = np.asarray(build_layers(SMALL_AIRNET, nn).state_dict()["groups.1.0.weight"])
+    identity = np.zeros((8, 8, 3, 3))
+    identity[np.arange(8), np.arange(8), 1, 1] = 1
+    np.testing.assert_array_equal(weight[:8], identity)
+    assert np.abs(weight[8:]).max() > 0  # the other filters keep their random draw
+
+
+def test_frozen_and_per_epoch_trainable_parameters_follow_the_recipe():
+    config = _config(whiten_bias_epochs=2)
+    params = named_parameter_layers(build_model(SMALL_AIRNET))
+    frozen = {name for name, layer in params if not trainable(name, layer, 0, config)}
+    assert frozen == {"whiten.weight"} | {name for name, layer in params
+                                          if layer == "BatchNorm2d" and name.endswith("weight")}
+    assert trainable("whiten.bias", "Conv2d", 1, config)
+    assert not trainable("whiten.bias", "Conv2d", 2, config)
+
+
+def test_sgd_groups_give_batchnorm_biases_the_scaled_rate():
+    config = _config()
+    params = named_parameter_layers(build_model(SMALL_AIRNET))
+    biases, others = param_groups(params, config)
+    assert biases["params"] == [n for n, layer in params
+                                if layer == "BatchNorm2d" and n.endswith("bias")]
+    assert biases["lr"] == pytest.approx(config["lr"] * config["bias_lr_scale"])
+    assert len(biases["params"]) + len(others["params"]) == len(params)
+
+
+@pytest.mark.parametrize("engine_type", [Engine, PynetEngine], ids=["torch", "pynet"])
+def test_both_engines_freeze_what_the_recipe_freezes(engine_type):
+    config = _config(engine="pynet" if engine_type is PynetEngine else "torch",
+                     precision="fp32", channels_last=False)
+    engine = engine_type(config, 2, torch.device("cpu"))
+    engine.prepare(torch.randn(32, 3, 32, 32))
+    engine.start_epoch(config["whiten_bias_epochs"])  # the whitening bias is frozen now
+    before = {k: v.numpy().copy() for k, v in engine.state_dict()["model"].items()}
+    engine.train_step(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+    after = engine.state_dict()["model"]
+    unchanged = {k for k in before if np.array_equal(before[k], np.asarray(after[k]))}
+    assert {"whiten.weight", "whiten.bias", "groups.0.2.weight"} <= unchanged
+    assert "groups.0.0.weight" not in unchanged
+
+
+def test_whitening_weight_whitens_the_patches_it_was_computed_from():
+    rng = np.random.default_rng(0)
+    mixing = rng.standard_normal((3, 3))
+    images = np.einsum("ij,njhw->nihw", mixing, rng.standard_normal((64, 3, 8, 8)))
+    weight = whitening_weight(images.astype(np.float32), kernel=2, eps=0.0)
+    assert weight.shape == (24, 3, 2, 2)
+    patches = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(2, 3))
+    patches = patches.transpose(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    whitened = patches @ weight[:12].reshape(12, 12).T.astype(np.float64)
+    np.testing.assert_allclose(whitened.T @ whitened / len(whitened), np.eye(12), atol=1e-4)
+    np.testing.assert_array_equal(weight[12:], -weight[:12])
+
+
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_lookahead_moves_slow_weights_towards_fast_and_copies_them_back(kind: str):
+    start = np.zeros(3, np.float32)
+    state = {"w": torch.zeros(3) if kind == "torch" else start.copy()}
+    look = Lookahead(state, every=1, decay=0.5)
+    state["w"][...] = 1
+    look.update(state, step=1, total_steps=2)  # decay 0.5 * (1/2)^3
+    expected = 1 - 0.5 / 8
+    np.testing.assert_allclose(np.asarray(state["w"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(look.slow["w"]), expected, rtol=1e-6)
+
+
+def test_pynet_engine_holds_no_torch_network_and_writes_model_pt_from_its_weights(
+        tmp_path: Path):
+    from cifar.checkpoint import load_model
+    from cifar.rundir import RunDir
+
+    config = _config(engine="pynet", precision="fp32", channels_last=False)
+    engine = PynetEngine(config, 1, torch.device("cpu"))
+    assert not any(isinstance(v, torch.nn.Module) for v in vars(engine).values())
+    run = RunDir(tmp_path)
+    engine.save_model(run, ["c"] * 10)
+    loaded = load_model(tmp_path / "model.pt", torch.device("cpu"))
+    for name, value in engine.model.state_dict().items():
+        np.testing.assert_array_equal(loaded.model.state_dict()[name].numpy(), value)
+    folded = backends.get("numpy").load(tmp_path / "model.npz").eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = loaded.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(folded(x), expected, rtol=0, atol=1e-5)
+
+
+def test_named_sequential_keeps_its_children_names_through_a_model_file(tmp_path: Path):
+    nn = backends.get("numpy")
+    net = nn.Sequential(OrderedDict(stem=nn.Conv2d(3, 4, 3), act=nn.ReLU(),
+                                    flat=nn.Flatten(), head=nn.Linear(4 * 30 * 30, 2)))
+    assert list(net.state_dict()) == ["stem.weight", "stem.bias", "head.weight", "head.bias"]
+    net.save(tmp_path / "named.npz")
+    loaded = nn.load(tmp_path / "named.npz")
+    assert list(loaded.state_dict()) == list(net.state_dict())
