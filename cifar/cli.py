@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,18 +68,30 @@ def main() -> None:
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: the preset's]")
 @click.option("--compile/--no-compile", "compile_model", default=None,
               help="torch.compile the model. [default: the preset's]")
+@click.option("--sync-bn/--no-sync-bn", default=None, help="Synchronise BatchNorm statistics "
+              "across processes under torchrun (torch's SyncBatchNorm: CUDA only). "
+              "[default: per-process statistics, as DDP]")
+@click.option("--dist-timeout", type=float, help="Seconds a process waits for the others "
+              "(forming the group, each collective) before it stops. [default: 300]")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @_one_line_errors
 def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile_model: bool,
           **overrides: Any) -> None:
-    """Train a model and write its run directory."""
+    """Train a model and write its run directory.
+
+    Runs unchanged under torchrun (`torchrun --standalone --nproc-per-node N -m cifar train
+    ...`): --batch-size stays the global batch, rank 0 writes the run directory."""
     config = resolve_config(preset, compile=compile_model, **overrides)
     if out is None and resume is None:
         out = f"runs/{preset}-s{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_training(config, out=out, resume=resume, quiet=quiet)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    processes = f" x {summary['world_size']} processes" if summary["world_size"] > 1 else ""
     click.echo(f"{summary['preset']} seed {summary['seed']}: test_accuracy "
                f"{summary['test_accuracy']:.4f} (TTA {summary['test_accuracy_tta']:.4f}) after "
-               f"{summary['epochs']} epochs; train {summary['train_seconds']:.0f}s, wall "
+               f"{summary['epochs']} epochs{processes}; train "
+               f"{summary['train_seconds']:.0f}s, wall "
                f"{summary['wall_seconds']:.0f}s; {summary['params']} params; "
                f"run {Path(resume or out)}")
 

@@ -15,19 +15,42 @@ import torch.nn.functional as F
 
 from cifar.checkpoint import model_checkpoint
 from cifar.data import Split
-from cifar.errors import DivergenceError
+from cifar.distributed import World
+from cifar.errors import CifarError
 from cifar.evaluate import EvalResult, autocast, evaluate
 from cifar.models import build_model, count_parameters, named_parameter_layers
-from cifar.recipe import Lookahead, lr_factor, param_groups, trainable, whitening_init
+from cifar.recipe import (
+    Lookahead,
+    global_step_stats,
+    lr_factor,
+    param_groups,
+    trainable,
+    whitening_init,
+)
 from cifar.rundir import RunDir
 
 
 class Engine:
-    """Trains the network of `config["model"]` batch by batch according to a run config."""
+    """Trains the network of `config["model"]` batch by batch according to a run config.
 
-    def __init__(self, config: dict[str, Any], steps_per_epoch: int,
-                 device: torch.device) -> None:
-        self.model = build_model(config["model"]).to(device)
+    In a `World` of several processes the model is wrapped in `DistributedDataParallel`
+    (BatchNorm statistics per process, or synchronised with `sync_bn` on CUDA); the loss is
+    scaled so that DDP's gradient average equals the gradient of the global batch, and the
+    BatchNorm running statistics are averaged over the processes after every step, so every
+    rank holds the same model.
+    """
+
+    def __init__(self, config: dict[str, Any], steps_per_epoch: int, device: torch.device,
+                 world: World | None = None) -> None:
+        self.world = world or World()
+        model = build_model(config["model"])
+        if config.get("sync_bn"):
+            if device.type != "cuda":
+                raise CifarError(f"--sync-bn: torch's SyncBatchNorm runs on CUDA only, got "
+                                 f"device {device.type}; drop --sync-bn to keep per-process "
+                                 f"BatchNorm statistics")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(device)
         if config["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.config, self.device = config, device
@@ -38,7 +61,18 @@ class Engine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(config["schedule"], s, self.total_steps))
         self.lookahead = self._make_lookahead()
-        self.forward = torch.compile(self.model) if config["compile"] else self.model
+        self._trainable: list[str] | None = None
+        self.forward = self._wrap()
+
+    def _wrap(self) -> torch.nn.Module:
+        """The callable model: DDP around it in a world of several processes (built for the
+        parameters that train now), compiled if the config says so."""
+        model = self.model
+        if self.world.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=device_ids, forward_sync_buffers=False)
+        return torch.compile(model) if self.config["compile"] else model
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -57,37 +91,60 @@ class Engine:
 
     @torch.no_grad()
     def prepare(self, train_inputs: torch.Tensor) -> None:
-        """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`)."""
-        if whitening_init(self.model.state_dict(), train_inputs.cpu().numpy(),
-                          self.config["model"]):
-            self.lookahead = self._make_lookahead()  # slow weights start from the initialised
+        """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`);
+        then every rank takes rank 0's weights, and the Lookahead starts from them."""
+        whitening_init(self.model.state_dict(), train_inputs.cpu().numpy(), self.config["model"])
+        for value in self.model.state_dict().values():
+            self.world.broadcast(value)
+        self.lookahead = self._make_lookahead()
 
     def start_epoch(self, epoch: int) -> None:
-        """Set per-epoch trainability (`cifar.recipe.trainable`) and training mode."""
-        for name, layer in self.params:
-            self.model.get_parameter(name).requires_grad = trainable(name, layer, epoch,
-                                                                     self.config)
+        """Set per-epoch trainability (`cifar.recipe.trainable`) and training mode; DDP is
+        rebuilt when the set of trained parameters changes."""
+        flags = {name: trainable(name, layer, epoch, self.config) for name, layer in self.params}
+        for name, flag in flags.items():
+            self.model.get_parameter(name).requires_grad = flag
+        now = [name for name, flag in flags.items() if flag]
+        if self.world.distributed and self._trainable not in (None, now):
+            self.forward = self._wrap()
+        self._trainable = now
         self.model.train()
 
-    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-        """One optimiser step; returns the summed loss and the number of correct predictions."""
+    def train_step(self, inputs: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[float, int, int]:
+        """One optimiser step on this rank's part of a global batch; returns the global
+        batch's summed loss, number of correct predictions and size."""
         with autocast(self.device, self.config["precision"]):
             logits = self.forward(inputs)
         losses = F.cross_entropy(logits.float(), labels, reduction="none",
                                  label_smoothing=self.config["label_smoothing"])
-        loss = losses.sum() if self.config["loss_reduction"] == "sum" else losses.mean()
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"training diverged: loss is {loss.item()} at step "
-                                  f"{self.step + 1}; lower --lr or check the data")
+        correct = int((logits.argmax(1) == labels).sum())
+        loss_sum, correct, count = global_step_stats(
+            self.world, float(losses.detach().sum()), correct, len(labels), self.step + 1)
+        scale = 1.0 if self.config["loss_reduction"] == "sum" else 1.0 / count
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (losses.sum() * (scale * self.world.size)).backward()  # DDP averages over the ranks
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self._average_running_stats()
         if self.lookahead is not None:
             self.lookahead.update(self._float_state(), self.step, self.total_steps)
-        correct = int((logits.argmax(1) == labels).sum())
-        return float(losses.detach().sum()), correct
+        return loss_sum, correct, count
+
+    @torch.no_grad()
+    def _average_running_stats(self) -> None:
+        """BatchNorm running statistics: the mean over the ranks (one all-reduce)."""
+        if not self.world.distributed:
+            return
+        buffers = [b for b in self.model.buffers() if b.is_floating_point()]
+        if buffers:
+            flat = torch.cat([b.reshape(-1) for b in buffers])
+            self.world.all_reduce(flat)
+            flat /= self.world.size
+            for buffer, value in zip(buffers, flat.split([b.numel() for b in buffers]),
+                                     strict=True):
+                buffer.copy_(value.view_as(buffer))
 
     @property
     def lr(self) -> float:

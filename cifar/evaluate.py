@@ -69,5 +69,5 @@ def evaluate(model: nn.Module, split: Split, tta_level: int = 0, batch_size: int
     labels = split.labels.to(logits.device)
     predictions = logits.argmax(1)
     return EvalResult(loss=float(F.cross_entropy(logits, labels)),
-                      accuracy=float((predictions == labels).float().mean()),
+                      accuracy=int((predictions == labels).sum()) / len(labels),
                       predictions=predictions.cpu())

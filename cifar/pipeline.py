@@ -7,7 +7,7 @@ epoch reproducible on its own and lets a resumed run replay it exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,17 +26,21 @@ def normalize(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Crop each image at a random offset after reflect-padding by `pad` pixels."""
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator,
+                part: slice = slice(None)) -> torch.Tensor:
+    """Crop each image at a random offset after reflect-padding by `pad` pixels. The offsets
+    are drawn for all of `images`; only those in `part` are cropped and returned."""
     if pad == 0:
-        return images
-    n, _, h, w = images.shape
+        return images[part]
+    n = len(images)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)[part].to(images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)[part].to(images.device)
+    images = images[part]
+    h, w = images.shape[2:]
     padded = F.pad(images.float(), (pad,) * 4, mode="reflect").to(images.dtype)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(images.device)
     rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-    index = torch.arange(n, device=images.device)[:, None, None, None]
+    index = torch.arange(len(images), device=images.device)[:, None, None, None]
     channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
     return padded[index, channels, rows, cols]
 
@@ -68,16 +72,22 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def train_batches(
     split: Split, batch_size: int, seed: int, epoch: int, crop_pad: int, flip: str,
-    channels_last: bool = False,
+    channels_last: bool = False, shard: Callable[[int], slice] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield shuffled, augmented, normalised (inputs, labels) batches; the last partial one too."""
+    """Yield shuffled, augmented, normalised (inputs, labels) batches; the last partial one too.
+
+    With `shard` (`World.shard`), yield only this process's part of each global batch: the
+    order and augmentation are drawn for the whole batch, as in a single process."""
     generator = epoch_generator(seed, epoch)
     n = len(split.labels)
     order = torch.randperm(n, generator=generator)
     flips = flip_mask(n, seed, epoch, flip, generator)
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        images = random_crop(split.images[idx.to(split.images.device)], crop_pad, generator)
+        batch = order[start:start + batch_size]
+        part = shard(len(batch)) if shard else slice(None)
+        images = random_crop(split.images[batch.to(split.images.device)], crop_pad, generator,
+                             part)
+        idx = batch[part]
         if flips is not None:
             images = flip_where(images, flips[idx])
         yield normalize(images, channels_last), split.labels[idx.to(split.labels.device)]

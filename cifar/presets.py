@@ -84,6 +84,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "train_subset": None,
     "test_subset": None,
     "eval_batch_size": 1000,
+    "sync_bn": False,
+    "dist_timeout": 300.0,
 }
 
 

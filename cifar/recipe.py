@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar.distributed import World
+from cifar.errors import DivergenceError
 from cifar.models import is_frozen, whitening_weight
 
 
@@ -65,6 +67,17 @@ def whitening_init(state: Mapping[str, Any], images: np.ndarray,
     state["whiten.weight"][...] = _like(weight, state["whiten.weight"])
     state["whiten.bias"][...] = 0
     return True
+
+
+def global_step_stats(world: World, loss_sum: float, correct: int, count: int,
+                      step: int) -> tuple[float, int, int]:
+    """This rank's summed loss, correct predictions and batch size summed over all ranks
+    (the global batch); a NaN or infinite loss on any rank stops every rank alike."""
+    loss_sum, correct, count = world.sum([loss_sum, correct, count])
+    if not np.isfinite(loss_sum):
+        raise DivergenceError(f"training diverged: loss is {loss_sum} at step {step}; lower "
+                              f"--lr or check the data")
+    return loss_sum, int(correct), int(count)
 
 
 def lookahead_decay(every: int, decay: float, step: int, total_steps: int) -> float | None:

@@ -44,6 +44,7 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
         self._grads: dict[str, np.ndarray] = {}
+        self._bound_grads: set[str] = set()
         self._ctx: Any = None
         self._out_shape: tuple[int, ...] | None = None
         self._out_dtype: np.dtype | None = None
@@ -105,14 +106,46 @@ class Module:
         return {prefix + name: g for prefix, module in self.named_modules()
                 for name, g in module._grads.items()}
 
-    def zero_grad(self) -> None:
-        """Forget all accumulated gradients (torch's ``zero_grad(set_to_none=True)``)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget all accumulated gradients, as torch's ``zero_grad``: drop them, or with
+        ``set_to_none=False`` fill them with zeros in place (views stay views)."""
         for _, module in self.named_modules():
-            module._grads.clear()
+            if set_to_none:
+                module._grads.clear()
+                module._bound_grads.clear()
+            else:
+                for grad in module._grads.values():
+                    grad.fill(0)
+
+    def bind_grads(self, buffer: np.ndarray) -> None:
+        """Keep every parameter's gradient in a view of the flat ``buffer`` (zeroed, in
+        ``named_parameters`` order), so that one array holds them all, e.g. to all-reduce.
+        ``backward`` accumulates into the views in place; clear them with
+        ``zero_grad(set_to_none=False)``."""
+        sizes = [value.size for _, value in self.named_parameters()]
+        if buffer.ndim != 1 or buffer.size != sum(sizes):
+            raise ValueError(f"{self.describe()}: bind_grads expected a flat buffer of "
+                             f"{sum(sizes)} elements, got shape {shape_str(buffer.shape)}")
+        buffer.fill(0)
+        offset = 0
+        for prefix, module in self.named_modules():
+            for name, value in module._parameters.items():
+                view = buffer[offset:offset + value.size].reshape(value.shape)
+                if view.dtype != value.dtype:
+                    raise TypeError(f"{self.describe()}: bind_grads expected a {value.dtype} "
+                                    f"buffer for {prefix + name!r}, got {buffer.dtype}")
+                module._grads[name] = view
+                module._bound_grads.add(name)
+                offset += value.size
 
     def _accumulate_grad(self, name: str, grad: np.ndarray) -> None:
         previous = self._grads.get(name)
-        self._grads[name] = grad if previous is None else previous + grad
+        if previous is None:
+            self._grads[name] = grad
+        elif name in self._bound_grads:
+            previous += grad  # in place, into the view of the bound buffer
+        else:
+            self._grads[name] = previous + grad
 
     # -- modes and dtype ----------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:

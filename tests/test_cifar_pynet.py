@@ -102,8 +102,8 @@ def test_pynet_engine_takes_the_torch_engines_steps(preset: str, shared_cifar_ro
             engine.start_epoch(epoch)
         for step in range(3):
             batch = slice((3 * epoch + step) * 16, (3 * epoch + step + 1) * 16)
-            loss, correct = ours.train_step(images[batch], labels[batch])
-            ref_loss, ref_correct = theirs.train_step(images[batch], labels[batch])
+            loss, correct, _ = ours.train_step(images[batch], labels[batch])
+            ref_loss, ref_correct, _ = theirs.train_step(images[batch], labels[batch])
             assert loss == pytest.approx(ref_loss, rel=1e-4)
         assert ours.lr == pytest.approx(theirs.lr, rel=1e-12)
     # a conv bias right before BatchNorm has a true gradient of 0, so Adam moves it by

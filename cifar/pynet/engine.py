@@ -18,13 +18,21 @@ import torch
 import backends
 from cifar.checkpoint import model_checkpoint
 from cifar.data import Split
-from cifar.errors import DivergenceError
+from cifar.distributed import World
+from cifar.errors import CifarError
 from cifar.evaluate import EvalResult, evaluate
 from cifar.models import build_layers, build_model, named_parameter_layers, output_scale
 from cifar.presets import PYNET_SETTINGS
 from cifar.pynet.convert import fold_output_scale, load_torch_state, to_torch_state
 from cifar.pynet.facade import TorchFacade
-from cifar.recipe import Lookahead, lr_factor, param_groups, trainable, whitening_init
+from cifar.recipe import (
+    Lookahead,
+    global_step_stats,
+    lr_factor,
+    param_groups,
+    trainable,
+    whitening_init,
+)
 from cifar.rundir import RunDir
 from spec import init
 from spec.module import Module
@@ -57,13 +65,24 @@ def _arrays(obj: Any) -> Any:
 
 class PynetEngine:
     """Trains the network of `config["model"]` with PyNet layers of backend
-    `config["backend"]`."""
+    `config["backend"]`.
 
-    def __init__(self, config: dict[str, Any], steps_per_epoch: int,
-                 device: torch.device) -> None:
+    The gradients live in one flat float32 array (`Module.bind_grads`), followed by room for
+    the BatchNorm running statistics. In a `World` of several processes that array is
+    all-reduced once per step through `torch.from_numpy` (no copies): the gradients are
+    summed (each rank's loss is its part of the global batch's), and the running statistics,
+    copied in after the forward pass, are averaged, so every rank holds the same model.
+    """
+
+    def __init__(self, config: dict[str, Any], steps_per_epoch: int, device: torch.device,
+                 world: World | None = None) -> None:
         if device.type != "cpu":
             raise ValueError(f"--engine pynet: expected --device cpu or auto (PyNet runs on "
                              f"the CPU), got {device.type}")
+        if config.get("sync_bn"):
+            raise CifarError("--sync-bn: PyNet's BatchNorm keeps per-process statistics (like "
+                             "torch's on the CPU); drop --sync-bn")
+        self.world = world or World()
         expected = {k: v for k, v in PYNET_SETTINGS.items() if k != "device"}
         got = {k: config[k] for k, v in expected.items() if config[k] != v}
         if got:
@@ -85,6 +104,13 @@ class PynetEngine:
         self.scheduler = LambdaLR(self.optimizer,
                                   lambda s: lr_factor(config["schedule"], s, self.total_steps))
         self.lookahead = self._make_lookahead()
+        n_grads = sum(p.size for p in self.model.parameters())
+        n_stats = sum(b.size for _, b in self._running_stats())
+        self.flat = np.zeros(n_grads + n_stats, np.float32)
+        self.model.bind_grads(self.flat[:n_grads])
+
+    def _running_stats(self) -> list[tuple[str, np.ndarray]]:
+        return [(k, v) for k, v in self.model.named_buffers() if v.dtype.kind == "f"]
 
     def _make_optimizer(self) -> Optimizer:
         cfg = self.config
@@ -102,9 +128,12 @@ class PynetEngine:
         return Lookahead(self._float_state(), look["every"], look["decay"]) if look else None
 
     def prepare(self, train_inputs: torch.Tensor) -> None:
-        """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`)."""
-        if whitening_init(self.model.state_dict(), train_inputs.numpy(), self.config["model"]):
-            self.lookahead = self._make_lookahead()  # slow weights start from the initialised
+        """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`);
+        then every rank takes rank 0's weights, and the Lookahead starts from them."""
+        whitening_init(self.model.state_dict(), train_inputs.numpy(), self.config["model"])
+        for value in self.model.state_dict().values():
+            self.world.broadcast(torch.from_numpy(value))
+        self.lookahead = self._make_lookahead()
 
     def start_epoch(self, epoch: int) -> None:
         """Train the parameters the recipe trains this epoch (`cifar.recipe.trainable`)."""
@@ -114,26 +143,44 @@ class PynetEngine:
                                if trainable(name, layers[name], epoch, self.config)]
         self.model.train()
 
-    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-        """One optimiser step; returns the summed loss and the number of correct predictions."""
+    def train_step(self, inputs: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[float, int, int]:
+        """One optimiser step on this rank's part of a global batch; returns the global
+        batch's summed loss, number of correct predictions and size."""
         x = np.ascontiguousarray(inputs.numpy(), dtype=np.float32)
         y = labels.numpy()
         logits = self.model(x) * self.output_scale
         losses = self.criterion(logits, y)
-        loss = losses.sum() if self.config["loss_reduction"] == "sum" else losses.mean()
-        if not np.isfinite(loss):
-            raise DivergenceError(f"training diverged: loss is {loss} at step "
-                                  f"{self.step + 1}; lower --lr or check the data")
-        self.model.zero_grad()
-        weight = 1.0 if self.config["loss_reduction"] == "sum" else 1.0 / len(y)
+        loss_sum, correct, count = global_step_stats(
+            self.world, float(losses.sum()), int((logits.argmax(1) == y).sum()), len(y),
+            self.step + 1)
+        self.model.zero_grad(set_to_none=False)
+        weight = 1.0 if self.config["loss_reduction"] == "sum" else 1.0 / count
         dlogits = self.criterion.backward(np.full(len(y), weight, np.float32))
         self.model.backward(dlogits * self.output_scale)
+        self._all_reduce()
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         if self.lookahead is not None:
             self.lookahead.update(self._float_state(), self.step, self.total_steps)
-        return float(losses.sum()), int((logits.argmax(1) == y).sum())
+        return loss_sum, correct, count
+
+    def _all_reduce(self) -> None:
+        """Sum the gradients and average the running statistics over the ranks: one
+        all-reduce of the flat array, shared with torch through `torch.from_numpy`."""
+        if not self.world.distributed:
+            return
+        stats = self._running_stats()
+        offset = self.flat.size - sum(value.size for _, value in stats)
+        for _, value in stats:
+            self.flat[offset:offset + value.size] = value.reshape(-1)
+            offset += value.size
+        self.world.all_reduce(torch.from_numpy(self.flat))
+        offset = self.flat.size - sum(value.size for _, value in stats)
+        for _, value in stats:
+            value.reshape(-1)[:] = self.flat[offset:offset + value.size] / self.world.size
+            offset += value.size
 
     @property
     def lr(self) -> float:
