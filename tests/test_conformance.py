@@ -5,7 +5,7 @@ and its backward pass matches central finite differences (float64, no torch)."""
 import pytest
 
 from backends import BACKENDS
-from spec.conformance import (
+from backends.conformance import (
     CASES,
     FD_TOLERANCE,
     TOLERANCE,

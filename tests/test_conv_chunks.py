@@ -6,7 +6,7 @@ import pytest
 
 import backends
 from backends import gemm_conv
-from spec.conformance import CASES, TOLERANCE, compare_with_torch
+from backends.conformance import CASES, TOLERANCE, compare_with_torch
 
 CONV_CASES = [case for case in CASES if case.layer == "Conv2d" and case.input_shape[0] > 1]
 

@@ -1,6 +1,6 @@
 """``pynet-check``: the gradient checker. Every backend against PyTorch, layer by layer.
 
-For each layer x backend x dtype it runs the conformance cases of :mod:`spec.conformance`
+For each layer x backend x dtype it runs the conformance cases of :mod:`backends.conformance`
 and prints the worst relative error ``max|a - b| / max|b|`` of the forward output, dL/dx,
 the parameter gradients, BatchNorm's running statistics and its eval-mode output and dx,
 plus (float64) a finite-difference check that uses no torch. It exits 1 on any failure.
@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from backends import BACKENDS
-from spec.conformance import (
+from backends.conformance import (
     CASES,
     FD_TOLERANCE,
     TOLERANCE,
@@ -103,3 +103,7 @@ def main(backend_names: tuple[str, ...], dtypes: tuple[str, ...], seed: int,
                          "torch": torch.__version__},
             "rows": rows}, indent=2))
     sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
