@@ -11,6 +11,7 @@ torch. ``pynet-check`` and the test suite both run these cases.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 FD_TOLERANCE = 1e-6  # central differences in float64 with h = 1e-6 are good to ~1e-8
 
 Layer = tuple[str, tuple, dict]
+Backend = str | ModuleType  # what backends.get takes: a name, a .py file or a module
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def build_torch(name: str, args: tuple, kwargs: dict,
     return getattr(torch.nn, name)(*args, **kwargs)
 
 
-def build_pair(case: Case, backend: str, dtype: np.dtype, seed: int = 0):
+def build_pair(case: Case, backend: Backend, dtype: np.dtype, seed: int = 0):
     """The torch layer (with non-trivial parameters) and the PyNet layer loaded from it."""
     torch.manual_seed(seed)
     reference = build_torch(case.layer, case.args, case.kwargs, case.children)
@@ -173,7 +175,7 @@ def _step(reference, layer, nn: Any, case: Case, x: np.ndarray, rng: np.random.G
     errors[dx_key] = max(errors.get(dx_key, 0.0), relative_error(dx, tx.grad.numpy()))
 
 
-def compare_with_torch(case: Case, backend: str, dtype: str, seed: int = 0) -> dict[str, float]:
+def compare_with_torch(case: Case, backend: Backend, dtype: str, seed: int = 0) -> dict[str, float]:
     """Worst relative errors of one case against torch: forward, dx, parameter gradients
     and, for BatchNorm, running statistics and eval-mode output and dx."""
     np_dtype = np.dtype(dtype)
@@ -204,7 +206,7 @@ def differentiable(case: Case) -> bool:
     return case.inputs != "ties"
 
 
-def finite_difference(case: Case, backend: str, seed: int = 0, h: float = 1e-6,
+def finite_difference(case: Case, backend: Backend, seed: int = 0, h: float = 1e-6,
                       probes: int = 6) -> float:
     """Worst relative error of the analytic gradients (dx and every parameter's) against
     central differences of ``L = sum(layer(x) * R)``, in float64, at ``probes`` random
