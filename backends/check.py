@@ -147,6 +147,7 @@ def _load_backends(ctx: click.Context, param: click.Parameter,
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--backend", "backend_names", multiple=True, callback=_load_backends,
+              metavar="NAME",
               help=f"Backend to check (repeatable): {', '.join(BACKENDS)}, an importable "
                    f"module or a .py file of kernels of your own. Default: every built-in one.")
 @click.option("--dtype", "dtypes", multiple=True, type=click.Choice(DTYPES),
@@ -160,7 +161,8 @@ def _load_backends(ctx: click.Context, param: click.Parameter,
                    "documented, raising NotImplementedError) and exit.")
 def main(backend_names: tuple[str, ...], dtypes: tuple[str, ...], seed: int,
          json_path: Path | None, quiet: bool, template: Path | None) -> None:
-    """Check PyNet backends against PyTorch: forward, backward, running statistics.
+    """Check PyNet backends, built-in or your own kernels, against PyTorch: forward,
+    backward, running statistics. Start your own with --template FILE.
 
     Tolerances: relative error <= 1e-10 in float64 and <= 1e-4 in float32; the
     finite-difference column (float64, no torch) <= 1e-6.
