@@ -11,16 +11,15 @@ from typing import Any
 
 import click
 
+from backends import BACKENDS
 from bench.runner import first_call_seconds, median_seconds, prepare, set_threads
 from bench.table import markdown, summarize
 from bench.workloads import WORKLOADS, Workload, conv_flops
 
-PYNET_BACKENDS = ("naive", "numpy", "numba")
-
 
 def common(fn: Callable) -> Callable:
     options = [
-        click.option("--backend", type=click.Choice(PYNET_BACKENDS), default="numba",
+        click.option("--backend", type=click.Choice(BACKENDS), default="numba",
                      show_default=True),
         click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
                      show_default=True),

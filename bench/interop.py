@@ -58,8 +58,8 @@ def compare(run: Path, split, backend: str) -> dict:
 @click.argument("runs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data-dir", help="Folder holding cifar-10-batches-py/.")
-@click.option("--backend", type=click.Choice(["numba", "numpy"]), default="numba",
-              show_default=True)
+@click.option("--backend", type=click.Choice(backends.BACKENDS), default="numba",
+              show_default=True, help="PyNet backend (naive takes hours on the test set).")
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the rows as JSON here.")

@@ -14,6 +14,7 @@ import click
 import numpy as np
 import torch
 
+from backends import BACKENDS
 from cifar.checkpoint import load_model, resolve_checkpoint
 from cifar.data import batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import resolve_device
@@ -58,7 +59,7 @@ def main() -> None:
               "threads with --engine pynet). [default: torch's]")
 @click.option("--engine", type=click.Choice(["torch", "pynet"]), help="Train with PyTorch or "
               "with PyNet layers (NumPy/numba, CPU, float32). [default: torch]")
-@click.option("--backend", type=click.Choice(["numba", "numpy", "naive"]),
+@click.option("--backend", type=click.Choice(BACKENDS),
               help="PyNet backend for --engine pynet. [default: numba]")
 @click.option("--resume", type=click.Path(exists=True), help="Run directory or last.pt to resume.")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
@@ -108,7 +109,7 @@ def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile
 @click.option("--engine", type=click.Choice(["torch", "pynet"]), default="torch",
               show_default=True, help="torch: CHECKPOINT is a model.pt (or run directory); "
               "pynet: CHECKPOINT is a PyNet .npz from export-pynet, run without torch layers.")
-@click.option("--backend", type=click.Choice(["numba", "numpy", "naive"]), default="numba",
+@click.option("--backend", type=click.Choice(BACKENDS), default="numba",
               show_default=True, help="PyNet backend for --engine pynet.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]),
               help="torch autocast precision. [default: the checkpoint's]")

@@ -26,6 +26,8 @@ class ReLU(Module):
         ``backward(dy)`` returns ``dy * (x > 0)``: the gradient at exactly 0 is 0, as in torch.
     """
 
+    kernel_names = ("relu_forward", "relu_backward")
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(input_shape)
 
@@ -101,6 +103,8 @@ class GELU(Module):
     Gradients:
         ``backward(dy)`` returns ``dy * (Phi(x) + x phi(x))``, or the tanh form's derivative.
     """
+
+    kernel_names = ("gelu_forward", "gelu_backward")
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()

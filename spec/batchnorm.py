@@ -35,6 +35,8 @@ class _BatchNorm(Module):
         and accumulates ``grads['weight']`` and ``grads['bias']``, both of shape (C,).
     """
 
+    kernel_names = ("batch_norm_forward", "batch_norm_backward")
+
     _layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,

@@ -37,6 +37,8 @@ class Conv2d(Module):
         (C_out, C_in, kH, kW) and ``grads['bias']`` of shape (C_out,).
     """
 
+    kernel_names = ("conv2d_forward", "conv2d_backward")
+
     def __init__(self, in_channels: int, out_channels: int,
                  kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
                  padding: int | tuple[int, int] | str = 0, dilation: int | tuple[int, int] = 1,

@@ -27,6 +27,8 @@ class Linear(Module):
         (out_features, in_features) and ``grads['bias']`` of shape (out_features,).
     """
 
+    kernel_names = ("linear_forward", "linear_backward")
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype: object = None) -> None:
         super().__init__()

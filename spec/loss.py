@@ -33,6 +33,8 @@ class CrossEntropyLoss(Module):
         smoothed one-hot target and ``weight`` is 1/N, 1 or the given per-sample gradient.
     """
 
+    kernel_names = ("cross_entropy_forward", "cross_entropy_backward")
+
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__()
         if not 0.0 <= label_smoothing <= 1.0:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,8 @@ class Module:
     the way ``param.grad`` accumulates in torch; :meth:`zero_grad` clears them.
     """
 
-    kernels: ModuleType | None = None  # a backend's kernel module, bound by backends.get()
+    #: the functions of the kernel contract (backends.contract) this layer calls
+    kernel_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -49,6 +49,15 @@ class Module:
         self._out_shape: tuple[int, ...] | None = None
         self._out_dtype: np.dtype | None = None
         self.training = True
+
+    @property
+    def kernels(self) -> Any:
+        """The backend's kernel module, which ``backends.get`` binds to a subclass."""
+        name = type(self).__name__
+        raise NotImplementedError(
+            f"{name} has no backend: spec.{name} only says what the layer is. Build it from a "
+            f"backend, e.g. backends.get('numba').{name}(...) (or 'numpy', 'naive', or your "
+            f"own kernels: backends.get('my_kernels.py'))")
 
     # -- attribute access to parameters, buffers and children, as in torch ---------------
     def __getattr__(self, name: str) -> Any:

@@ -31,6 +31,8 @@ class MaxPool2d(Module):
         ``backward(dy)`` returns dL/dx; overlapping windows add their contributions.
     """
 
+    kernel_names = ("max_pool2d_forward", "max_pool2d_backward")
+
     def __init__(self, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] | None = None,
                  padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1,
@@ -97,6 +99,8 @@ class AdaptiveMaxPool2d(Module):
     Gradients:
         ``backward(dy)`` returns dL/dx; a tie sends the gradient to the first maximum.
     """
+
+    kernel_names = ("max_pool2d_forward", "max_pool2d_backward")
 
     def __init__(self, output_size: int | tuple[int, int]) -> None:
         super().__init__()

@@ -198,7 +198,7 @@ def test_checker_runs_at_report_time_by_default(run_dir: Path, data_dir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     rows = json.loads(check_json.read_text())["rows"]
     calls = []
-    monkeypatch.setattr("spec.check.run_checks", lambda *args: calls.append(args) or rows)
+    monkeypatch.setattr("backends.check.run_checks", lambda *args: calls.append(args) or rows)
     out = run_dir / "out" / "r.pdf"
     files = build_report(run_dir, out, str(data_dir))
     assert files.pdf == out and files.markdown == out.with_suffix(".md")

@@ -3,14 +3,16 @@
 A :class:`Case` names a layer, its constructor arguments (PyTorch's, which PyNet shares) and
 an input. :func:`compare_with_torch` builds the layer in torch and in a PyNet backend with
 the same parameters, runs forward and backward on the same input and upstream gradient,
-and returns the worst relative error ``max|a - b| / max|b|`` of each quantity.
-:func:`finite_difference` checks the backward pass against central differences, without
-torch. ``pynet-check`` and the test suite both run these cases.
+and returns the worst relative error ``max|a - b| / max|b|`` of each quantity (``dx``,
+``dweight``, ``running_var``...). :func:`finite_difference` checks the backward pass against
+central differences, without torch. ``pynet-check`` and the test suite both run these cases,
+on any backend that ``backends.get`` takes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 FD_TOLERANCE = 1e-6  # central differences in float64 with h = 1e-6 are good to ~1e-8
 
 Layer = tuple[str, tuple, dict]
+Backend = str | ModuleType  # what backends.get takes: a name, a .py file or a module
 
 
 @dataclass(frozen=True)
@@ -83,15 +86,41 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def relative_error(actual: Any, expected: Any) -> float:
+def relative_error(actual: Any, expected: Any, quantity: str = "values") -> float:
     """``max|a - b| / max|b|`` (the absolute error where ``b`` is all zeros)."""
     a, b = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+        raise ValueError(f"{quantity} has shape {a.shape}, expected {b.shape}")
     if a.size == 0:
         return 0.0
     scale = np.abs(b).max()
     return float(np.abs(a - b).max() / (scale if scale > 0 else 1.0))
+
+
+def column_of(quantity: str) -> str:
+    """The pynet-check column of a quantity measured here: 'forward', 'dx', 'eval forward'
+    and 'eval dx', 'fd ...', 'd' + a parameter's name (params) or a buffer's name (running)."""
+    first = quantity.split()[0]
+    if first in ("forward", "dx", "eval", "fd"):
+        return first
+    return "params" if quantity.startswith("d") else "running"
+
+
+def tolerance(quantity: str, dtype: str) -> float:
+    """The largest relative error of ``quantity`` that passes in ``dtype``."""
+    return FD_TOLERANCE if column_of(quantity) == "fd" else TOLERANCE[dtype]
+
+
+def too_large(errors: dict[str, float], dtype: str) -> dict[str, float]:
+    """The errors above their tolerance (NaN included), by quantity."""
+    return {quantity: error for quantity, error in errors.items()
+            if not error <= tolerance(quantity, dtype)}
+
+
+def _keep_worst(errors: dict[str, float], quantity: str, actual: Any, expected: Any) -> None:
+    """Record the relative error of ``quantity``, the worst over training steps (NaN wins)."""
+    error = relative_error(actual, expected, quantity)
+    errors[quantity] = float(np.max([errors.get(quantity, 0.0), error]))
 
 
 def make_input(case: Case, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
@@ -112,7 +141,7 @@ def build_torch(name: str, args: tuple, kwargs: dict,
     return getattr(torch.nn, name)(*args, **kwargs)
 
 
-def build_pair(case: Case, backend: str, dtype: np.dtype, seed: int = 0):
+def build_pair(case: Case, backend: Backend, dtype: np.dtype, seed: int = 0):
     """The torch layer (with non-trivial parameters) and the PyNet layer loaded from it."""
     torch.manual_seed(seed)
     reference = build_torch(case.layer, case.args, case.kwargs, case.children)
@@ -141,8 +170,9 @@ def _targets(case: Case, rng: np.random.Generator, batch: int) -> np.ndarray:
 
 
 def _step(reference, layer, nn: Any, case: Case, x: np.ndarray, rng: np.random.Generator,
-          errors: dict[str, float], key: str) -> None:
-    """One forward and backward through both; record the worst errors under ``key``."""
+          errors: dict[str, float], prefix: str) -> None:
+    """One forward and backward through both; record the worst errors of ``prefix`` +
+    'forward' and 'dx'."""
     tx = torch.tensor(x, requires_grad=True)
     if case.layer in ("CrossEntropyLoss", "Sequential"):
         targets = _targets(case, rng, x.shape[0])
@@ -157,45 +187,45 @@ def _step(reference, layer, nn: Any, case: Case, x: np.ndarray, rng: np.random.G
         dx = crit.backward()
         if case.layer == "Sequential":
             dx = layer.backward(dx)
-        forward_error = relative_error(loss, tloss.detach().numpy())
+        _keep_worst(errors, prefix + "forward", loss, tloss.detach().numpy())
     else:
         ty = reference(tx)
         dy = rng.standard_normal(ty.shape).astype(x.dtype)
         ty.backward(torch.tensor(dy))
         y = layer(x)
+        _keep_worst(errors, prefix + "forward", y, ty.detach().numpy())
         dx = layer.backward(dy)
-        forward_error = relative_error(y, ty.detach().numpy())
         if y.dtype != x.dtype or dx.dtype != x.dtype:
             raise TypeError(f"{case.id}: dtype changed: input {x.dtype}, output {y.dtype}, "
                             f"dx {dx.dtype}")
-    errors[key] = max(errors.get(key, 0.0), forward_error)
-    dx_key = "eval_dx" if key == "eval" else "dx"
-    errors[dx_key] = max(errors.get(dx_key, 0.0), relative_error(dx, tx.grad.numpy()))
+    _keep_worst(errors, prefix + "dx", dx, tx.grad.numpy())
 
 
-def compare_with_torch(case: Case, backend: str, dtype: str, seed: int = 0) -> dict[str, float]:
-    """Worst relative errors of one case against torch: forward, dx, parameter gradients
-    and, for BatchNorm, running statistics and eval-mode output and dx."""
+def compare_with_torch(case: Case, backend: Backend, dtype: str,
+                       seed: int = 0) -> dict[str, float]:
+    """Worst relative errors of one case against torch, by quantity: 'forward', 'dx', each
+    parameter gradient ('dweight', 'dbias'; 'd0.weight' in a Sequential) and, for BatchNorm,
+    each running statistic ('running_mean', ...), 'eval forward' and 'eval dx'."""
     np_dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     reference, layer = build_pair(case, backend, np_dtype, seed)
     nn = backends.get(backend)
     errors: dict[str, float] = {}
     for _ in range(case.steps):
-        _step(reference, layer, nn, case, make_input(case, np_dtype, rng), rng, errors, "forward")
+        _step(reference, layer, nn, case, make_input(case, np_dtype, rng), rng, errors, "")
     torch_grads = {name: p.grad.numpy() for name, p in reference.named_parameters()}
     if set(torch_grads) != set(layer.grads):
         raise KeyError(f"{case.id}: gradients {sorted(layer.grads)} != torch's "
                        f"{sorted(torch_grads)}")
-    if torch_grads:
-        errors["params"] = max(relative_error(layer.grads[k], g) for k, g in torch_grads.items())
+    for name, grad in torch_grads.items():
+        _keep_worst(errors, f"d{name}", layer.grads[name], grad)
     buffers = dict(reference.named_buffers())
     if buffers:
-        errors["running"] = max(relative_error(value, buffers[name].numpy())
-                                for name, value in layer.named_buffers())
+        for name, value in layer.named_buffers():
+            _keep_worst(errors, name, value, buffers[name].numpy())
         reference.eval()
         layer.eval()
-        _step(reference, layer, nn, case, make_input(case, np_dtype, rng), rng, errors, "eval")
+        _step(reference, layer, nn, case, make_input(case, np_dtype, rng), rng, errors, "eval ")
     return errors
 
 
@@ -204,11 +234,11 @@ def differentiable(case: Case) -> bool:
     return case.inputs != "ties"
 
 
-def finite_difference(case: Case, backend: str, seed: int = 0, h: float = 1e-6,
-                      probes: int = 6) -> float:
-    """Worst relative error of the analytic gradients (dx and every parameter's) against
-    central differences of ``L = sum(layer(x) * R)``, in float64, at ``probes`` random
-    coordinates per tensor. Uses no torch."""
+def finite_difference(case: Case, backend: Backend, seed: int = 0, h: float = 1e-6,
+                      probes: int = 6) -> dict[str, float]:
+    """Relative errors of the analytic gradients against central differences of
+    ``L = sum(layer(x) * R)``, in float64, at ``probes`` random coordinates per tensor, by
+    quantity: 'fd dx' and 'fd d' + each parameter's name. Uses no torch."""
     rng = np.random.default_rng(seed)
     nn = backends.get(backend)
     layer = build_pynet(nn, case.layer, case.args, case.kwargs, case.children).double()
@@ -232,10 +262,10 @@ def finite_difference(case: Case, backend: str, seed: int = 0, h: float = 1e-6,
 
         loss()
         dx = layer.backward(projection)
-    tensors = [(x, dx)] + [(value, layer.grads[name]) for name, value in
-                           layer.named_parameters()]
-    worst = 0.0
-    for tensor, analytic in tensors:
+    tensors = {"fd dx": (x, dx)} | {f"fd d{name}": (value, layer.grads[name])
+                                    for name, value in layer.named_parameters()}
+    errors = {}
+    for quantity, (tensor, analytic) in tensors.items():
         flat, grad = tensor.reshape(-1), analytic.reshape(-1)
         picks = rng.choice(flat.size, size=min(probes, flat.size), replace=False)
         numeric = np.empty(len(picks))
@@ -247,5 +277,5 @@ def finite_difference(case: Case, backend: str, seed: int = 0, h: float = 1e-6,
             down = loss()
             flat[index] = saved
             numeric[k] = (up - down) / (2 * h)
-        worst = max(worst, relative_error(grad[picks], numeric))
-    return worst
+        errors[quantity] = relative_error(grad[picks], numeric, quantity)
+    return errors
