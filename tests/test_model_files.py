@@ -84,11 +84,6 @@ def test_a_zip_without_an_architecture_record_is_not_a_model_file(tmp_path):
         backends.get("numpy").load(path)
 
 
-def test_save_is_atomic_and_leaves_no_temporary_file(trained):
-    _, path = trained
-    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]
-
-
 def test_a_missing_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.npz: no such PyNet model file"):
         backends.get("numpy").load(tmp_path / "nothing.npz")
