@@ -51,6 +51,8 @@ class Flatten(Module):
         - Output: (N, prod(dims)) with the defaults
     """
 
+    __constants__ = ("start_dim", "end_dim")
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -78,12 +80,6 @@ class Flatten(Module):
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         return dy.reshape(self._input_shape)
 
-    def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-    def config(self) -> dict:
-        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
-
 
 class GELU(Module):
     r"""Gaussian error linear unit, as ``torch.nn.GELU``.
@@ -102,6 +98,8 @@ class GELU(Module):
         ``backward(dy)`` returns ``dy * (Phi(x) + x phi(x))``, or the tanh form's derivative.
     """
 
+    __constants__ = ("approximate",)
+
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
@@ -117,9 +115,3 @@ class GELU(Module):
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         return self.kernels.gelu_backward(dy, self._ctx)
-
-    def config(self) -> dict:
-        return {"approximate": self.approximate}
-
-    def extra_repr(self) -> str:
-        return f"approximate={self.approximate!r}"

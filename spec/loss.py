@@ -33,6 +33,8 @@ class CrossEntropyLoss(Module):
         smoothed one-hot target and ``weight`` is 1/N, 1 or the given per-sample gradient.
     """
 
+    __constants__ = ("label_smoothing", "reduction")
+
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__()
         if not 0.0 <= label_smoothing <= 1.0:
@@ -94,12 +96,3 @@ class CrossEntropyLoss(Module):
                 scale /= self._n
             weights = np.full(self._n, scale, dtype=dtype)
         return self.kernels.cross_entropy_backward(weights, self._ctx)
-
-    def describe(self) -> str:
-        return "CrossEntropyLoss()"
-
-    def config(self) -> dict:
-        return {"label_smoothing": self.label_smoothing, "reduction": self.reduction}
-
-    def extra_repr(self) -> str:
-        return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
