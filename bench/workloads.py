@@ -77,7 +77,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 )}
 
 
-def namespace(engine: str) -> Any:
+def nn_for(engine: str) -> Any:
+    """The layer namespace ``nn`` that ``Workload.build`` takes: ``torch.nn`` or a backend's."""
     return torch.nn if engine == "torch" else backends.get(engine)
 
 
