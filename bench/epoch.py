@@ -34,8 +34,9 @@ def epoch_seconds(preset: str, overrides: dict, common: dict) -> float:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="fast", show_default=True)
 @click.option("--data-dir", help="Folder holding cifar-10-batches-py/.")
-@click.option("--train-subset", type=int, help="Images per epoch. [default: all 50,000]")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--train-subset", type=click.IntRange(1),
+              help="Images per epoch. [default: all 50,000]")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--engines", default=",".join(ENGINES), show_default=True,
               help="Comma-separated engines to time, from the list above.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),

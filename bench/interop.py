@@ -60,7 +60,7 @@ def compare(run: Path, split, backend: str) -> dict:
 @click.option("--data-dir", help="Folder holding cifar-10-batches-py/.")
 @click.option("--backend", type=click.Choice(backends.BACKENDS), default="numba",
               show_default=True, help="PyNet backend (naive takes hours on the test set).")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the rows as JSON here.")
 def main(runs: tuple[Path, ...], data_dir: str | None, backend: str, threads: int,

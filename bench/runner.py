@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import backends
-from bench.workloads import Workload, make_input, namespace
+from bench.workloads import Workload, make_input, nn_for
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -29,12 +29,13 @@ def prepare(workload: Workload, engine: str, dtype: str = "float32",
     ``backward`` re-runs the backward pass of one recorded forward pass."""
     shape = shape or workload.shape_for(engine)
     x = make_input(shape, engine, dtype)
-    layer = workload.build(namespace(engine))
+    nn = nn_for(engine)
+    layer = workload.build(nn)
     if engine == "torch":
         layer = layer.to(getattr(torch, dtype))
         return _torch_calls(layer, x, workload.training_step)
     layer.to(np.dtype(dtype))
-    return _pynet_calls(layer, x, namespace(engine), workload.training_step)
+    return _pynet_calls(layer, x, nn, workload.training_step)
 
 
 def _pynet_calls(layer: Any, x: np.ndarray, nn: Any, training_step: bool) -> dict:

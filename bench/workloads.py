@@ -4,7 +4,7 @@ way in every PyNet backend and in torch, with their FLOP counts."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,6 @@ import torch
 
 import backends
 
-ENGINES = ("naive", "numpy", "numba", "torch")
 NAIVE_BATCH = 1  # the loop reference runs one image (and small planes); its rows say so
 
 
@@ -34,9 +33,6 @@ class Workload:
 
     def shape_for(self, engine: str) -> tuple[int, ...]:
         return self.naive_shape if engine == "naive" and self.naive_shape else self.input_shape
-
-    def reduced(self) -> Workload:
-        return replace(self, input_shape=self.naive_shape or self.input_shape)
 
 
 def conv_flops(cin: int, cout: int, k: int) -> Callable[[tuple[int, ...]], float]:
@@ -81,11 +77,11 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 )}
 
 
-def namespace(engine: str) -> Any:
+def nn_for(engine: str) -> Any:
+    """The layer namespace ``nn`` that ``Workload.build`` takes: ``torch.nn`` or a backend's."""
     return torch.nn if engine == "torch" else backends.get(engine)
 
 
-def make_input(shape: tuple[int, ...], engine: str, dtype: str = "float32",
-               seed: int = 0) -> Any:
-    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+def make_input(shape: tuple[int, ...], engine: str, dtype: str) -> Any:
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     return torch.tensor(x, requires_grad=True) if engine == "torch" else x

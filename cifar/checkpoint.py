@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,24 +12,16 @@ from torch import nn
 
 from cifar.errors import CheckpointError
 from cifar.models import build_model
+from spec.files import atomic_write
 
 LAST_NAME = "last.pt"
 MODEL_NAME = "model.pt"
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write `obj` with `torch.save` to a temporary file beside `path`, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `obj` with `torch.save`; a crash midway leaves any old file at `path` intact."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def resolve_checkpoint(path: str | os.PathLike, name: str = MODEL_NAME) -> Path:

@@ -20,6 +20,7 @@ from cifar.data import batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import resolve_device
 from cifar.errors import CifarError
 from cifar.evaluate import evaluate, predict_logits
+from cifar.pipeline import MAX_SEED
 from cifar.presets import PRESETS, resolve_config
 from cifar.report import report
 from cifar.train import train as run_training
@@ -47,24 +48,29 @@ def main() -> None:
 @main.command()
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="fast", show_default=True,
               help="Model and recipe.")
-@click.option("--epochs", type=int, help="Number of epochs. [default: the preset's]")
-@click.option("--batch-size", type=int, help="Training batch size. [default: the preset's]")
+@click.option("--epochs", type=click.IntRange(1),
+              help="Number of epochs. [default: the preset's]")
+@click.option("--batch-size", type=click.IntRange(1),
+              help="Training batch size. [default: the preset's]")
 @click.option("--data-dir", help=DATA_DIR_HELP)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory. "
               "[default: runs/PRESET-sSEED-TIME]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(-MAX_SEED, MAX_SEED), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--threads", type=int, help="torch.set_num_threads (and numba's and the BLAS's "
-              "threads with --engine pynet). [default: torch's]")
+@click.option("--threads", type=click.IntRange(1), help="torch.set_num_threads (and numba's "
+              "and the BLAS's threads with --engine pynet). [default: torch's]")
 @click.option("--engine", type=click.Choice(["torch", "pynet"]), help="Train with PyTorch or "
               "with PyNet layers (NumPy/numba, CPU, float32). [default: torch]")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="PyNet backend for --engine pynet. [default: numba]")
 @click.option("--resume", type=click.Path(exists=True), help="Run directory or last.pt to resume.")
-@click.option("--train-subset", type=int, help="Train on the first N training images only.")
-@click.option("--test-subset", type=int, help="Evaluate on the first N test images only.")
-@click.option("--eval-every", type=int, help="Evaluate the test set every N epochs (0: last only).")
+@click.option("--train-subset", type=click.IntRange(1),
+              help="Train on the first N training images only.")
+@click.option("--test-subset", type=click.IntRange(1),
+              help="Evaluate on the first N test images only.")
+@click.option("--eval-every", type=click.IntRange(0),
+              help="Evaluate the test set every N epochs (0: last only).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="[default: the preset's]")
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: the preset's]")
 @click.option("--compile/--no-compile", "compile_model", default=None,
@@ -72,7 +78,8 @@ def main() -> None:
 @click.option("--sync-bn/--no-sync-bn", default=None, help="Synchronise BatchNorm statistics "
               "across processes under torchrun (torch's SyncBatchNorm: CUDA only). "
               "[default: per-process statistics, as DDP]")
-@click.option("--dist-timeout", type=float, help="Seconds a process waits for the others "
+@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a process waits for the others "
               "(forming the group, each collective) before it stops. [default: 300]")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @_one_line_errors
@@ -113,7 +120,7 @@ def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile
               show_default=True, help="PyNet backend for --engine pynet.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]),
               help="torch autocast precision. [default: the checkpoint's]")
-@click.option("--threads", type=int, help="CPU threads (torch, numba and the BLAS).")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads (torch, numba and the BLAS).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @_one_line_errors

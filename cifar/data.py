@@ -7,13 +7,13 @@ each a pickled dict with byte-string keys (`b"data"`: uint8 N x 3072, `b"labels"
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cifar.batch_pickle import read_batch_pickle
 from cifar.errors import DataError
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -63,8 +63,9 @@ def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        with path.open("rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+        obj = read_batch_pickle(path)
+    except DataError:
+        raise
     except Exception as exc:  # pickle raises many types on corrupt input
         message = f"{path}: not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc})"
         raise DataError(message) from None
@@ -83,13 +84,14 @@ def load_batch(path: Path) -> Split:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: expected b'data' as uint8 N x 3072, got {data.dtype} "
                         f"{'x'.join(map(str, data.shape))}")
-    labels = np.asarray(labels)
-    if labels.shape != (data.shape[0],):
-        raise DataError(f"{path}: expected {data.shape[0]} labels, got shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(f"{path}: expected labels in 0..9, got {labels.min()}..{labels.max()}")
+    if not isinstance(labels, list) or any(type(label) is not int for label in labels):
+        raise DataError(f"{path}: expected b'labels' as a list of ints, got {labels!r:.80}")
+    if len(labels) != data.shape[0]:
+        raise DataError(f"{path}: expected {data.shape[0]} labels, got {len(labels)}")
+    if labels and not 0 <= min(labels) <= max(labels) <= 9:
+        raise DataError(f"{path}: expected labels in 0..9, got {min(labels)}..{max(labels)}")
     images = torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy())
-    return Split(images, torch.from_numpy(labels.astype(np.int64)))
+    return Split(images, torch.tensor(labels, dtype=torch.int64))
 
 
 def load_classes(folder: Path) -> list[str]:

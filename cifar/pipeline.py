@@ -65,9 +65,14 @@ def flip_mask(n: int, seed: int, epoch: int, mode: str, generator: torch.Generat
     return None
 
 
+EPOCH_SEED_STRIDE = 100_003
+#: The largest |seed| whose epochs' generator seeds (below) fit in torch's int64.
+MAX_SEED = 2**63 // EPOCH_SEED_STRIDE - 1
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator that drives the shuffling and augmentation of one epoch."""
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(seed * EPOCH_SEED_STRIDE + epoch)
 
 
 def train_batches(

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from cifar.checkpoint import LAST_NAME, MODEL_NAME, atomic_save
+from spec.files import atomic_write
 
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
                  "epoch_seconds")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 class RunDir:
@@ -34,7 +34,7 @@ class RunDir:
     def create(self, config: dict[str, Any]) -> None:
         """Start a fresh run: write config.json and an empty metrics.csv."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(self.path / "config.json", json.dumps(config, indent=2) + "\n")
+        _write_text(self.path / "config.json", json.dumps(config, indent=2) + "\n")
         self.write_metrics([])
 
     def read_metrics(self) -> list[dict[str, str]]:
@@ -49,7 +49,7 @@ class RunDir:
         """Rewrite metrics.csv with `rows` (used to drop rows beyond a resumed epoch)."""
         text = ",".join(METRIC_FIELDS) + "\n"
         text += "".join(",".join(str(row[k]) for k in METRIC_FIELDS) + "\n" for row in rows)
-        _write_text_atomic(self.path / "metrics.csv", text)
+        _write_text(self.path / "metrics.csv", text)
 
     def save_last(self, state: dict[str, Any]) -> None:
         """Atomically write the resumable checkpoint last.pt."""
@@ -61,4 +61,4 @@ class RunDir:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write summary.json."""
-        _write_text_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+        _write_text(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")

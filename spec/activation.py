@@ -53,6 +53,8 @@ class Flatten(Module):
         - Output: (N, prod(dims)) with the defaults
     """
 
+    __constants__ = ("start_dim", "end_dim")
+
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
@@ -80,12 +82,6 @@ class Flatten(Module):
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         return dy.reshape(self._input_shape)
 
-    def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
-
-    def config(self) -> dict:
-        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
-
 
 class GELU(Module):
     r"""Gaussian error linear unit, as ``torch.nn.GELU``.
@@ -105,6 +101,7 @@ class GELU(Module):
     """
 
     kernel_names = ("gelu_forward", "gelu_backward")
+    __constants__ = ("approximate",)
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
@@ -121,9 +118,3 @@ class GELU(Module):
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         return self.kernels.gelu_backward(dy, self._ctx)
-
-    def config(self) -> dict:
-        return {"approximate": self.approximate}
-
-    def extra_repr(self) -> str:
-        return f"approximate={self.approximate!r}"

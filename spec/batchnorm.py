@@ -36,7 +36,8 @@ class _BatchNorm(Module):
     """
 
     kernel_names = ("batch_norm_forward", "batch_norm_backward")
-
+    __constants__ = ("num_features", "eps", "momentum", "affine", "bias", "track_running_stats")
+    _repr_positional = 1
     _layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
@@ -105,19 +106,6 @@ class _BatchNorm(Module):
         if self.bias is not None:
             self._accumulate_grad("bias", dbias)
         return dx3.reshape(dy.shape)
-
-    def describe(self) -> str:
-        return f"{type(self).__name__}({self.num_features})"
-
-    def config(self) -> dict:
-        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
-                "affine": self.affine, "track_running_stats": self.track_running_stats,
-                "bias": self.bias is not None}
-
-    def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, bias={self.bias is not None}, "
-                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):

@@ -38,13 +38,17 @@ class Conv2d(Module):
     """
 
     kernel_names = ("conv2d_forward", "conv2d_backward")
+    __constants__ = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
+                     "dilation", "bias")
+    _repr_positional = 2
+    _repr_defaults = {"padding": (0, 0), "dilation": (1, 1), "bias": True}
 
     def __init__(self, in_channels: int, out_channels: int,
                  kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
                  padding: int | tuple[int, int] | str = 0, dilation: int | tuple[int, int] = 1,
                  bias: bool = True, dtype: object = None) -> None:
         super().__init__()
-        name = f"Conv2d({in_channels}->{out_channels})"
+        name = f"Conv2d({in_channels!r}, {out_channels!r}, {kernel_size!r})"
         self.in_channels = positive_int(in_channels, name, "in_channels")
         self.out_channels = positive_int(out_channels, name, "out_channels")
         self.kernel_size = pair(kernel_size, name, "kernel_size", minimum=1)
@@ -97,24 +101,3 @@ class Conv2d(Module):
         if dbias is not None:
             self._accumulate_grad("bias", dbias)
         return dx
-
-    def describe(self) -> str:
-        kh, kw = self.kernel_size
-        return f"Conv2d({self.in_channels}->{self.out_channels}, k={kh if kh == kw else (kh, kw)})"
-
-    def config(self) -> dict:
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": self.kernel_size, "stride": self.stride,
-                "padding": self.padding, "dilation": self.dilation,
-                "bias": self.bias is not None}
-
-    def extra_repr(self) -> str:
-        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}")
-        if self.padding != (0, 0):
-            text += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
-        if self.bias is None:
-            text += ", bias=False"
-        return text

@@ -28,11 +28,12 @@ class Linear(Module):
     """
 
     kernel_names = ("linear_forward", "linear_backward")
+    __constants__ = ("in_features", "out_features", "bias")
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype: object = None) -> None:
         super().__init__()
-        name = f"Linear({in_features}->{out_features})"
+        name = f"Linear({in_features!r}, {out_features!r})"
         self.in_features = positive_int(in_features, name, "in_features")
         self.out_features = positive_int(out_features, name, "out_features")
         dtype = float_dtype(dtype, name)
@@ -63,14 +64,3 @@ class Linear(Module):
         if dbias is not None:
             self._accumulate_grad("bias", dbias)
         return dx.reshape(self._input_shape)
-
-    def describe(self) -> str:
-        return f"Linear({self.in_features}->{self.out_features})"
-
-    def config(self) -> dict:
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None}
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")

@@ -34,6 +34,7 @@ class CrossEntropyLoss(Module):
     """
 
     kernel_names = ("cross_entropy_forward", "cross_entropy_backward")
+    __constants__ = ("label_smoothing", "reduction")
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__()
@@ -96,12 +97,3 @@ class CrossEntropyLoss(Module):
                 scale /= self._n
             weights = np.full(self._n, scale, dtype=dtype)
         return self.kernels.cross_entropy_backward(weights, self._ctx)
-
-    def describe(self) -> str:
-        return "CrossEntropyLoss()"
-
-    def config(self) -> dict:
-        return {"label_smoothing": self.label_smoothing, "reduction": self.reduction}
-
-    def extra_repr(self) -> str:
-        return f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"

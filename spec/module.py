@@ -8,9 +8,10 @@ a backend's kernel module, bound to the spec by :func:`backends.get`.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,6 +39,13 @@ class Module:
 
     #: the functions of the kernel contract (backends.contract) this layer calls
     kernel_names: tuple[str, ...] = ()
+    #: The constructor arguments that rebuild the layer, in the order torch's repr prints
+    #: them; config(), describe() and extra_repr() all derive from this one list.
+    __constants__: tuple[str, ...] = ()
+    #: How many leading constants extra_repr() prints by value alone, e.g. Conv2d's channels.
+    _repr_positional = 0
+    #: Constants extra_repr() leaves out while they hold these values, as torch does.
+    _repr_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -282,17 +290,39 @@ class Module:
                              f"{shape_str(self._out_shape)} and dtype {self._out_dtype}, got "
                              f"{shape_str(dy.shape)} and {dy.dtype}")
 
-    # -- printing ---------------------------------------------------------------------------
-    def describe(self) -> str:
-        """A short label for error messages, e.g. ``Conv2d(3->16, k=3)``."""
-        return f"{type(self).__name__}()"
+    # -- printing and rebuilding -------------------------------------------------------------
+    def _constant(self, name: str) -> Any:
+        """The value of constructor argument ``name``, as read back from the layer."""
+        if name == "bias":  # the attribute holds the parameter itself, or None without one
+            return self.bias is not None
+        return getattr(self, name)
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this layer (JSON-serialisable)."""
-        return {}
+        return {name: self._constant(name) for name in self.__constants__}
+
+    def describe(self) -> str:
+        """A short label for error messages: the constructor call with its required
+        arguments, e.g. ``Conv2d(3, 16, (3, 3))``."""
+        signature = inspect.signature(type(self)).parameters
+        required = [name for name in self.__constants__
+                    if signature[name].default is inspect.Parameter.empty]
+        return f"{type(self).__name__}({', '.join(repr(self._constant(n)) for n in required)})"
 
     def extra_repr(self) -> str:
-        return ""
+        """The constructor arguments as torch prints them, e.g. ``4, eps=1e-05, ...``."""
+        items = []
+        for index, name in enumerate(self.__constants__):
+            value = self._constant(name)
+            if name in self._repr_defaults and value == self._repr_defaults[name]:
+                continue
+            text = self._repr_value(name, value)
+            items.append(text if index < self._repr_positional else f"{name}={text}")
+        return ", ".join(items)
+
+    def _repr_value(self, name: str, value: Any) -> str:
+        """How extra_repr() writes the value of constant ``name``."""
+        return repr(value)
 
     def __repr__(self) -> str:
         if not self._modules:

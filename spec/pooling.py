@@ -32,6 +32,7 @@ class MaxPool2d(Module):
     """
 
     kernel_names = ("max_pool2d_forward", "max_pool2d_backward")
+    __constants__ = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
 
     def __init__(self, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] | None = None,
@@ -69,18 +70,6 @@ class MaxPool2d(Module):
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         return self.kernels.max_pool2d_backward(dy, self._ctx)
 
-    def describe(self) -> str:
-        kh, kw = self.kernel_size
-        return f"MaxPool2d(k={kh if kh == kw else (kh, kw)})"
-
-    def config(self) -> dict:
-        return {"kernel_size": self.kernel_size, "stride": self.stride,
-                "padding": self.padding, "dilation": self.dilation, "ceil_mode": self.ceil_mode}
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
-
 
 class AdaptiveMaxPool2d(Module):
     """Max pooling to a fixed output size, as ``torch.nn.AdaptiveMaxPool2d``.
@@ -101,6 +90,7 @@ class AdaptiveMaxPool2d(Module):
     """
 
     kernel_names = ("max_pool2d_forward", "max_pool2d_backward")
+    __constants__ = ("output_size",)
 
     def __init__(self, output_size: int | tuple[int, int]) -> None:
         super().__init__()
@@ -127,12 +117,6 @@ class AdaptiveMaxPool2d(Module):
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         return self.kernels.max_pool2d_backward(dy, self._ctx)
 
-    def describe(self) -> str:
-        return f"AdaptiveMaxPool2d({self.output_size})"
-
-    def config(self) -> dict:
-        return {"output_size": self.output_size}
-
-    def extra_repr(self) -> str:
-        oh, ow = self.output_size
-        return f"output_size={oh if oh == ow else self.output_size}"
+    def _repr_value(self, name: str, value: tuple[int, int]) -> str:
+        # PyNet keeps a pair; a square one prints as the int torch shows for ...Pool2d(1)
+        return repr(value[0] if value[0] == value[1] else value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from spec.files import atomic_write
 from spec.module import Module
 
 ARCHITECTURE_KEY = "__architecture__"
@@ -54,18 +54,10 @@ def build(nn: Any, record: dict[str, Any]) -> Module:
 
 def save(module: Module, path: str | os.PathLike) -> None:
     """Write ``module``'s architecture and state dict to ``path`` (.npz), atomically."""
-    path = Path(path)
     header = json.dumps({"format": FORMAT_VERSION, "architecture": architecture(module)})
     arrays = {ARCHITECTURE_KEY: np.array(header), **module.state_dict()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

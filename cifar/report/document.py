@@ -15,6 +15,7 @@ from fpdf import FPDF, FontFace
 from PIL import Image as PILImage
 
 from cifar.report.figures import FigureFile
+from spec.files import atomic_write
 
 
 @dataclass
@@ -271,8 +272,6 @@ def write_pdf(blocks: list[Block], path: Path, title: str) -> int:
             _pdf_figure(pdf, block)
         elif isinstance(block, Notice):
             _pdf_notice(pdf, block)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pdf.output(str(tmp))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(pdf.output())
     return pdf.pages_count

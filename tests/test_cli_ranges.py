@@ -1,0 +1,73 @@
+"""Every numeric command-line option states its valid range, so a bad value is a usage error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main as bench_main
+from bench.epoch import main as bench_epoch
+from bench.interop import main as bench_interop
+from cifar.cli import main as cifar_main
+from cifar.pipeline import EPOCH_SEED_STRIDE, MAX_SEED, epoch_generator
+
+COMMANDS = {"python -m cifar": cifar_main, "pynet-bench": bench_main,
+            "python -m bench.epoch": bench_epoch, "python -m bench.interop": bench_interop}
+
+
+def _options(name: str, command: click.Command) -> list[tuple[str, click.Option]]:
+    """(command path, option) for every option of `command` and its subcommands."""
+    found = [(name, p) for p in command.params if isinstance(p, click.Option)]
+    for sub_name, sub in getattr(command, "commands", {}).items():
+        found += _options(f"{name} {sub_name}", sub)
+    return found
+
+
+def test_every_numeric_option_has_a_range() -> None:
+    unranged = [f"{name} {option.opts[0]}"
+                for command_name, command in COMMANDS.items()
+                for name, option in _options(command_name, command)
+                if option.type in (click.INT, click.FLOAT)]
+    assert unranged == []
+
+
+@pytest.mark.parametrize("program, args", [
+    ("python -m cifar", ["train", "--epochs", "0"]),
+    ("python -m cifar", ["train", "--batch-size", "-5"]),
+    ("python -m cifar", ["train", "--train-subset", "0"]),
+    ("python -m cifar", ["train", "--test-subset", "0"]),
+    ("python -m cifar", ["train", "--eval-every", "-1"]),
+    ("python -m cifar", ["train", "--threads", "0"]),
+    ("python -m cifar", ["train", "--seed", str(MAX_SEED + 1)]),
+    ("python -m cifar", ["test", "{file}", "--threads", "0"]),
+    ("python -m bench.epoch", ["--train-subset", "0"]),
+    ("python -m bench.epoch", ["--threads", "0"]),
+    ("python -m bench.interop", ["{folder}", "--threads", "0"]),
+], ids=lambda value: value if isinstance(value, str) else " ".join(value))
+def test_an_out_of_range_value_is_a_usage_error_naming_the_option(
+        tmp_path: Path, program: str, args: list[str]) -> None:
+    (tmp_path / "model.pt").touch()
+    args = [arg.format(file=tmp_path / "model.pt", folder=tmp_path) for arg in args]
+    result = CliRunner().invoke(COMMANDS[program], args)
+    assert result.exit_code == 2, result.output
+    assert f"Error: Invalid value for '{args[-2]}': {args[-1]} is not in the range" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--eval-every", "0"], ["--seed", "-5"],
+                                  ["--seed", str(MAX_SEED)], ["--seed", str(-MAX_SEED)],
+                                  ["--epochs", "1", "--batch-size", "1", "--train-subset", "1",
+                                   "--test-subset", "1", "--threads", "1"]], ids=" ".join)
+def test_the_range_limits_themselves_are_accepted(args: list[str]) -> None:
+    context = cifar_main.commands["train"].make_context("train", list(args))
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        assert context.params[flag.lstrip("-").replace("-", "_")] == int(value)
+
+
+@pytest.mark.parametrize("seed", [MAX_SEED, -MAX_SEED])
+def test_the_extreme_seeds_seed_every_epochs_generator(seed: int) -> None:
+    for epoch in (0, EPOCH_SEED_STRIDE - 1):
+        epoch_generator(seed, epoch)
