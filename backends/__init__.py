@@ -47,9 +47,9 @@ def get(name: str | ModuleType) -> SimpleNamespace:
             f"({', '.join(BACKENDS)}) or kernels of your own (`pynet-check --template FILE` "
             f"writes a file to fill in)")
     layers = {cls.__name__: _bind(cls, kernels, label, missing) for cls in spec.LAYERS}
-    namespace = SimpleNamespace(name=label, kernels=kernels, **layers)
-    namespace.load = partial(serialization.load, namespace)  # nn.load("model.npz")
-    return namespace
+    nn = SimpleNamespace(name=label, kernels=kernels, **layers)
+    nn.load = partial(serialization.load, nn)  # nn.load("model.npz")
+    return nn
 
 
 def _import_kernels(name: str) -> ModuleType:

@@ -61,13 +61,13 @@ class Engine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(config["schedule"], s, self.total_steps))
         self.lookahead = self._make_lookahead()
-        self._trainable: list[str] | None = None
         self.forward = self._wrap()
 
     def _wrap(self) -> torch.nn.Module:
         """The callable model: DDP around it in a world of several processes (built for the
         parameters that train now), compiled if the config says so."""
         model = self.model
+        self._wrapped_for = self._trained_now()
         if self.world.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(
@@ -101,14 +101,15 @@ class Engine:
     def start_epoch(self, epoch: int) -> None:
         """Set per-epoch trainability (`cifar.recipe.trainable`) and training mode; DDP is
         rebuilt when the set of trained parameters changes."""
-        flags = {name: trainable(name, layer, epoch, self.config) for name, layer in self.params}
-        for name, flag in flags.items():
-            self.model.get_parameter(name).requires_grad = flag
-        now = [name for name, flag in flags.items() if flag]
-        if self.world.distributed and self._trainable not in (None, now):
+        for name, layer in self.params:
+            self.model.get_parameter(name).requires_grad = trainable(name, layer, epoch,
+                                                                     self.config)
+        if self.world.distributed and self._trained_now() != self._wrapped_for:
             self.forward = self._wrap()
-        self._trainable = now
         self.model.train()
+
+    def _trained_now(self) -> list[str]:
+        return [name for name, p in self.model.named_parameters() if p.requires_grad]
 
     def train_step(self, inputs: torch.Tensor,
                    labels: torch.Tensor) -> tuple[float, int, int]:

@@ -44,11 +44,11 @@ def _torchrun(args: list[str], nproc: int = 2, timeout: float = 240,
                           env=_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
-def _worker_run(config: dict, out: Path, nproc: int = 2, **env: str
+def _worker_run(config: dict, out: Path, nproc: int = 2, *args: str, **env: str
                 ) -> subprocess.CompletedProcess:
     config_path = out.with_suffix(".json")
     config_path.write_text(json.dumps(config))
-    return _torchrun([str(WORKER), str(config_path), str(out)], nproc, **env)
+    return _torchrun([str(WORKER), str(config_path), str(out), *args], nproc, **env)
 
 
 def _config(data_dir: Path, engine: str, preset: str, **overrides) -> dict:
@@ -116,9 +116,11 @@ def test_only_rank_0_writes_and_the_sharded_evaluation_counts_every_test_image(
     assert round(single.accuracy * 59) == round(summary["test_accuracy"] * 59)
 
 
-@pytest.mark.parametrize("engine", ["torch", "pynet"])
-def test_a_killed_rank_stops_the_others_and_the_run_resumes_on_one_process(
-        engine: str, shared_cifar_root: Path, tmp_path: Path):
+@pytest.mark.parametrize(("engine", "resume_processes"), [("torch", 2), ("pynet", 1)])
+def test_a_killed_rank_stops_the_others_and_the_run_resumes(
+        engine: str, resume_processes: int, shared_cifar_root: Path, tmp_path: Path):
+    """Killed after the whitening bias froze (epoch 1): the resumed DDP model trains the
+    parameters that train now, on the same or another number of processes."""
     config = _config(shared_cifar_root, engine, "fast", epochs=30, dist_timeout=30)
     out = tmp_path / "run"
     config_path = out.with_suffix(".json")
@@ -139,8 +141,14 @@ def test_a_killed_rank_stops_the_others_and_the_run_resumes_on_one_process(
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     finished = read_checkpoint(out / "last.pt")["epoch"]
     assert 1 <= finished < 30 and len(_metrics(out)) == finished
-    summary = train({**config, "epochs": 30}, resume=out, quiet=True)
-    assert summary["resumed"] and summary["world_size"] == 1
+    if resume_processes == 1:
+        summary = train(config, resume=out, quiet=True)
+        assert summary["resumed"] and summary["world_size"] == 1
+    else:
+        resumed = _worker_run(config, out, resume_processes, "--resume")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["resumed"] and summary["world_size"] == resume_processes
     assert [int(row[0]) for row in _metrics(out)] == list(range(1, 31))
 
 

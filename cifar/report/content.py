@@ -96,8 +96,9 @@ def summary_section(inputs: ReportInputs) -> list[Block]:
     else:
         rows.append(["Wall-clock", *unknown])
     if summary.get("device"):
-        threads = summary.get("threads")
-        rows.append(["Device, threads", f"{summary['device']}, {threads} thread"
+        threads, processes = summary.get("threads"), summary.get("world_size", 1)
+        spread = f"{processes} processes x " if processes > 1 else ""
+        rows.append(["Device, threads", f"{summary['device']}, {spread}{threads} thread"
                      f"{'' if threads == 1 else 's'}", "summary.json"])
     elif "device" in config:
         rows.append(["Device, threads", f"{config['device']}, "

@@ -59,8 +59,9 @@ def what_was_done(config: dict[str, Any], summary: dict[str, Any] | None,
     parts.append(f"It ran {epochs} over {n_train:,} training images with {optimizer}, batch "
                  f"size {config.get('batch_size')} and seed {config.get('seed')}")
     if summary:
-        threads = summary.get("threads")
-        parts[-1] += (f", on {summary.get('device')} with {threads} thread"
+        threads, processes = summary.get("threads"), summary.get("world_size", 1)
+        spread = f"{processes} processes (torchrun) x " if processes > 1 else ""
+        parts[-1] += (f", on {summary.get('device')} with {spread}{threads} thread"
                       f"{'' if threads == 1 else 's'} in {duration(summary.get('wall_seconds', 0))}"
                       f" wall-clock")
     parts[-1] += "."

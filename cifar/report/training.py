@@ -88,7 +88,8 @@ LABELS = {
     "channels_last": "channels_last", "compile": "torch.compile", "eval_every": "Evaluate every",
     "seed": "Seed", "device": "Device", "threads": "Threads", "data_dir": "Data directory",
     "train_subset": "Training images", "test_subset": "Test images",
-    "eval_batch_size": "Eval batch size",
+    "eval_batch_size": "Eval batch size", "sync_bn": "SyncBatchNorm",
+    "dist_timeout": "Distributed timeout (s)",
 }
 
 
