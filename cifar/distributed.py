@@ -12,10 +12,11 @@ the engines combine gradients so that the step equals the one-process step.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,25 +126,45 @@ class World:
         return torch.device("cuda", self.local_rank) if self.backend == "nccl" else \
             torch.device("cpu")
 
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn a collective that fails inside (DDP's own, say) because a rank is gone into a
+        DistributedError naming the lost ranks; other errors pass through."""
+        try:
+            yield
+        except DistributedError:
+            raise
+        except RuntimeError as exc:
+            if not self.distributed:
+                raise
+            lost = self._lost_ranks()
+            if isinstance(exc, dist.DistError) or lost != []:
+                raise DistributedError(self._lost_message(exc, lost)) from None
+            raise
+
     def _collective(self, op: Any, *args: Any) -> None:
         try:
             op(*args)
         except (RuntimeError, ValueError) as exc:  # gloo/nccl errors, timeouts
-            raise DistributedError(self._lost_message(exc)) from None
+            raise DistributedError(self._lost_message(exc, self._lost_ranks())) from None
 
-    def _lost_message(self, exc: BaseException) -> str:
-        """Which ranks are gone: each survivor checks in to the rendezvous store, waits a
-        moment, and names those that did not (the store itself may be gone with rank 0)."""
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        lost = "unknown (the rendezvous store is unreachable, so rank 0 or its node is lost)"
+    def _lost_ranks(self) -> list[int] | None:
+        """The ranks that are gone: each survivor checks in to the rendezvous store, waits a
+        moment, and those that did not check in are lost; None if the store itself is gone
+        (it lives with rank 0, or with torchrun's agent on its node)."""
         try:
             store = dist.distributed_c10d._get_default_store()
             store.set(f"cifar/alive/{self.rank}", "1")
             time.sleep(LOST_RANK_WAIT_SECONDS)
-            gone = [r for r in range(self.size)
-                    if not store.check([f"cifar/alive/{r}"])]
-            lost = ", ".join(map(str, gone)) if gone else "none found"
+            return [r for r in range(self.size) if not store.check([f"cifar/alive/{r}"])]
         except Exception:  # noqa: BLE001 - any store failure means it is gone
-            pass
-        return (f"rank {self.rank} of {self.size}: lost contact with rank(s) {lost}; stopping "
+            return None
+
+    def _lost_message(self, exc: BaseException, lost: list[int] | None) -> str:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if lost is None:
+            named = "unknown (the rendezvous store is unreachable: rank 0 or its node is lost)"
+        else:
+            named = ", ".join(map(str, lost)) or "none found"
+        return (f"rank {self.rank} of {self.size}: lost contact with rank(s) {named}; stopping "
                 f"({detail:.200})")

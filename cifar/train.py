@@ -112,8 +112,9 @@ def train(config: dict[str, Any], out: str | os.PathLike | None = None,
     device = resolve_device("cpu" if pynet and config["device"] == "auto" else config["device"])
     world = World.from_env(device, config["dist_timeout"])
     try:
-        return _train(config, RunDir(out), state, world, world.device(device), quiet,
-                      wall_start, cpu_start)
+        with world.guard():
+            return _train(config, RunDir(out), state, world, world.device(device), quiet,
+                          wall_start, cpu_start)
     finally:
         world.close()
 

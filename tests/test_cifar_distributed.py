@@ -179,6 +179,28 @@ def test_two_torchrun_nodes_meet_at_a_localhost_rendezvous(shared_cifar_root: Pa
     assert sum("test_accuracy" in output for output in outputs) == 1  # rank 0 reports
 
 
+def test_a_rank_lost_on_another_node_is_named_by_the_survivor(shared_cifar_root: Path,
+                                                                 tmp_path: Path):
+    """Two torchrun agents, one process each: when rank 1 dies its agent cannot stop rank 0,
+    which fails in its next collective and names rank 1 from the rendezvous store."""
+    config = _config(shared_cifar_root, "torch", "fast", epochs=30, dist_timeout=30)
+    out = tmp_path / "run"
+    config_path = out.with_suffix(".json")
+    config_path.write_text(json.dumps(config))
+    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
+              f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--rdzv-conf=join_timeout=120",
+              str(WORKER), str(config_path), str(out)]
+    nodes = [subprocess.Popen([*TORCHRUN, f"--node-rank={rank}", *common], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    deadline = time.monotonic() + 180
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(int(Path(f"{out}.pid1").read_text()), signal.SIGKILL)
+    outputs = "".join(node.communicate(timeout=120)[0] for node in nodes)
+    assert "Error: rank 0 of 2: lost contact with rank(s) 1" in outputs, outputs[-3000:]
+
+
 @pytest.mark.parametrize("case", ["nobody-joins", "port-in-use"])
 def test_a_process_group_that_cannot_form_is_a_one_line_error(case: str,
                                                               shared_cifar_root: Path,
