@@ -130,7 +130,7 @@ class Engine:
         self.step += 1
         self._average_running_stats()
         if self.lookahead is not None:
-            self.lookahead.update(self._float_state(), self.step, self.total_steps)
+            self.lookahead.update(self._float_state, self.step, self.total_steps)
         return loss_sum, correct, count
 
     @torch.no_grad()

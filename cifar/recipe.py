@@ -6,7 +6,7 @@ to a PyNet model; their parameters share torch's names ("groups.0.2.bias").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -100,11 +100,14 @@ class Lookahead:
         self.every, self.decay = every, decay
         self.slow = {name: _copy(value) for name, value in state.items()}
 
-    def update(self, state: Mapping[str, Any], step: int, total_steps: int) -> None:
-        """Apply the update after optimiser step `step` (1-based) when it is due."""
+    def update(self, state: Callable[[], Mapping[str, Any]], step: int,
+               total_steps: int) -> None:
+        """Apply the update after optimiser step `step` (1-based) when it is due; `state`
+        gives the model's float state dict, built only then."""
         decay = lookahead_decay(self.every, self.decay, step, total_steps)
         if decay is None:
             return
+        state = state()
         for name, slow in self.slow.items():
             fast = state[name]
             slow += (fast - slow) * (1 - decay)

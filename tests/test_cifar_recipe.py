@@ -98,7 +98,7 @@ def test_lookahead_moves_slow_weights_towards_fast_and_copies_them_back(kind: st
     state = {"w": torch.zeros(3) if kind == "torch" else start.copy()}
     look = Lookahead(state, every=1, decay=0.5)
     state["w"][...] = 1
-    look.update(state, step=1, total_steps=2)  # decay 0.5 * (1/2)^3
+    look.update(lambda: state, step=1, total_steps=2)  # decay 0.5 * (1/2)^3
     expected = 1 - 0.5 / 8
     np.testing.assert_allclose(np.asarray(state["w"]), expected, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(look.slow["w"]), expected, rtol=1e-6)

@@ -163,7 +163,7 @@ class PynetEngine:
         self.scheduler.step()
         self.step += 1
         if self.lookahead is not None:
-            self.lookahead.update(self._float_state(), self.step, self.total_steps)
+            self.lookahead.update(self._float_state, self.step, self.total_steps)
         return loss_sum, correct, count
 
     def _all_reduce(self) -> None:
@@ -171,16 +171,16 @@ class PynetEngine:
         all-reduce of the flat array, shared with torch through `torch.from_numpy`."""
         if not self.world.distributed:
             return
-        stats = self._running_stats()
-        offset = self.flat.size - sum(value.size for _, value in stats)
-        for _, value in stats:
-            self.flat[offset:offset + value.size] = value.reshape(-1)
-            offset += value.size
+        stats = [value for _, value in self._running_stats()]
+        ends = np.cumsum([value.size for value in stats], dtype=int)
+        tail = self.flat.size - (ends[-1] if stats else 0)
+        slots = [self.flat[tail + end - value.size:tail + end]
+                 for end, value in zip(ends, stats, strict=True)]
+        for slot, value in zip(slots, stats, strict=True):
+            slot[:] = value.reshape(-1)
         self.world.all_reduce(torch.from_numpy(self.flat))
-        offset = self.flat.size - sum(value.size for _, value in stats)
-        for _, value in stats:
-            value.reshape(-1)[:] = self.flat[offset:offset + value.size] / self.world.size
-            offset += value.size
+        for slot, value in zip(slots, stats, strict=True):
+            value.reshape(-1)[:] = slot / self.world.size
 
     @property
     def lr(self) -> float:
