@@ -3,6 +3,8 @@
 A backend is a module of plain functions, one forward and its backward per layer. A layer
 spec calls them positionally with the arguments below; which of them it calls is its
 ``kernel_names`` (``spec.Conv2d.kernel_names == ("conv2d_forward", "conv2d_backward")``).
+A backend may also define the functions of :class:`OptionalKernels`, shortcuts a layer takes
+when they exist and does without otherwise (``optional_kernel_names``).
 :func:`validate` checks a module against :class:`Kernels`, and ``pynet-check --template``
 writes a module to fill in from the same definition.
 """
@@ -137,15 +139,35 @@ class Kernels(Protocol):
         """
 
 
-#: Every kernel function of the contract, in the order of :class:`Kernels`.
-KERNEL_NAMES: tuple[str, ...] = tuple(
-    name for name, value in vars(Kernels).items()
-    if inspect.isfunction(value) and not name.startswith("_"))
+class OptionalKernels(Protocol):
+    """Functions a backend may add: each computes part of what a required kernel does, and a
+    layer calls it when it exists and falls back to the required kernel when it does not."""
+
+    def conv2d_backward_weight(self, dy: np.ndarray,
+                               ctx: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Conv2d: only the parameter gradients, for ``backward(dy, input_grad=False)``
+        (a network's first layer, whose input needs no gradient).
+
+        Returns (dweight, dbias), equal to those of conv2d_backward(dy, ctx), without
+        computing dx.
+        """
+
+
+def _function_names(protocol: type) -> tuple[str, ...]:
+    return tuple(name for name, value in vars(protocol).items()
+                 if inspect.isfunction(value) and not name.startswith("_"))
+
+
+#: Every required kernel function of the contract, in the order of :class:`Kernels`.
+KERNEL_NAMES: tuple[str, ...] = _function_names(Kernels)
+#: The functions of :class:`OptionalKernels`.
+OPTIONAL_KERNEL_NAMES: tuple[str, ...] = _function_names(OptionalKernels)
 
 
 def parameters(name: str) -> tuple[str, ...]:
     """The parameter names of kernel ``name``, e.g. ``('dy', 'ctx')``."""
-    return tuple(inspect.signature(getattr(Kernels, name)).parameters)[1:]  # after self
+    protocol = Kernels if name in KERNEL_NAMES else OptionalKernels
+    return tuple(inspect.signature(getattr(protocol, name)).parameters)[1:]  # after self
 
 
 def _parameters_of(function: Any) -> tuple[str, ...] | None:
@@ -156,14 +178,14 @@ def _parameters_of(function: Any) -> tuple[str, ...] | None:
 
 
 def validate(module: Any, backend: str, complete: bool) -> tuple[str, ...]:
-    """The contract's functions that ``module`` lacks. Raise one :class:`ContractError`
-    naming every function whose parameters differ from the contract's and, when
-    ``complete``, every missing one."""
+    """The contract's required functions that ``module`` lacks. Raise one
+    :class:`ContractError` naming every function (optional ones included) whose parameters
+    differ from the contract's and, when ``complete``, every missing required one."""
     missing = tuple(name for name in KERNEL_NAMES if not hasattr(module, name))
     problems = [f"{name}({', '.join(parameters(name))}) is missing"
                 for name in missing if complete]
-    for name in KERNEL_NAMES:
-        if name in missing:
+    for name in KERNEL_NAMES + OPTIONAL_KERNEL_NAMES:
+        if not hasattr(module, name):
             continue
         function, expected = getattr(module, name), parameters(name)
         if not callable(function):

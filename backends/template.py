@@ -14,6 +14,7 @@ HEADER = '''"""My PyNet kernels: fill in each function, then check them against 
 A function that still raises NotImplementedError counts as not implemented: pynet-check
 lists its layers as such, without failing them. Each forward returns (output, ctx), where
 ctx is whatever its backward needs back. Compute in the input's dtype (float32 or float64).
+You may add the optional shortcuts of backends.contract.OptionalKernels as well.
 """
 
 import numpy as np

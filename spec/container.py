@@ -65,5 +65,12 @@ class Sequential(Module):
             dy = layer.backward(dy)
         return dy
 
+    def _parameter_backward(self, dy: np.ndarray) -> None:
+        """Stop at the first layer with parameters, which skips its own input gradient."""
+        layers = list(self)
+        first = next((i for i, layer in enumerate(layers) if layer.parameters()), len(layers))
+        for index in reversed(range(first, len(layers))):
+            dy = layers[index].backward(dy, input_grad=index > first)
+
     def describe(self) -> str:
         return f"Sequential({len(self)} layers)"

@@ -34,10 +34,13 @@ class Conv2d(Module):
 
     Gradients:
         ``backward(dy)`` returns dL/dx and accumulates ``grads['weight']`` of shape
-        (C_out, C_in, kH, kW) and ``grads['bias']`` of shape (C_out,).
+        (C_out, C_in, kH, kW) and ``grads['bias']`` of shape (C_out,);
+        ``backward(dy, input_grad=False)`` only accumulates them (the backend's
+        ``conv2d_backward_weight`` where it has one).
     """
 
     kernel_names = ("conv2d_forward", "conv2d_backward")
+    optional_kernel_names = ("conv2d_backward_weight",)
     __constants__ = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
                      "dilation", "bias")
     _repr_positional = 2
@@ -97,7 +100,17 @@ class Conv2d(Module):
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         dx, dweight, dbias = self.kernels.conv2d_backward(dy, self._ctx)
+        self._accumulate_parameter_grads(dweight, dbias)
+        return dx
+
+    def _parameter_backward(self, dy: np.ndarray) -> None:
+        weight_only = getattr(self.kernels, "conv2d_backward_weight", None)
+        if weight_only is None:
+            self._backward(dy)
+        else:
+            self._accumulate_parameter_grads(*weight_only(dy, self._ctx))
+
+    def _accumulate_parameter_grads(self, dweight: np.ndarray, dbias: np.ndarray | None) -> None:
         self._accumulate_grad("weight", dweight)
         if dbias is not None:
             self._accumulate_grad("bias", dbias)
-        return dx

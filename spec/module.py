@@ -39,6 +39,8 @@ class Module:
 
     #: the functions of the kernel contract (backends.contract) this layer calls
     kernel_names: tuple[str, ...] = ()
+    #: the optional kernels (backends.contract.OptionalKernels) it uses where they exist
+    optional_kernel_names: tuple[str, ...] = ()
     #: The constructor arguments that rebuild the layer, in the order torch's repr prints
     #: them; config(), describe() and extra_repr() all derive from this one list.
     __constants__: tuple[str, ...] = ()
@@ -248,13 +250,26 @@ class Module:
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dL/dx of the last forward; parameter gradients accumulate into ``grads``."""
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dL/dx of the last forward; parameter gradients accumulate into ``grads``.
+
+        With ``input_grad=False`` only the parameter gradients are computed and None is
+        returned, as torch skips dL/dx for an input that does not require grad, e.g. the
+        images entering a network's first layer.
+        """
         self._check_grad_output(dy)
-        return self._backward(dy)
+        if input_grad:
+            return self._backward(dy)
+        self._parameter_backward(dy)
+        return None
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _parameter_backward(self, dy: np.ndarray) -> None:
+        """Accumulate the parameter gradients only; layers with a cheaper way override it."""
+        if self._parameters:
+            self._backward(dy)
 
     # -- validation -----------------------------------------------------------------------
     def expected_input(self) -> str:

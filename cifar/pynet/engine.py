@@ -157,7 +157,7 @@ class PynetEngine:
         self.model.zero_grad(set_to_none=False)
         weight = 1.0 if self.config["loss_reduction"] == "sum" else 1.0 / count
         dlogits = self.criterion.backward(np.full(len(y), weight, np.float32))
-        self.model.backward(dlogits * self.output_scale)
+        self.model.backward(dlogits * self.output_scale, input_grad=False)
         self._all_reduce()
         self.optimizer.step()
         self.scheduler.step()
