@@ -12,11 +12,14 @@ import numpy as np
 import torch
 
 import backends
+from backends.memory import reuse_freed_memory
 from bench.workloads import Workload, make_input, nn_for
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Give torch, numba and the BLAS behind NumPy the same thread count (default: all cores)."""
+    """Give torch, numba and the BLAS behind NumPy the same thread count (default: all cores),
+    and keep freed memory for reuse, as the PyNet trainer does (both engines alike)."""
+    reuse_freed_memory()
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     backends.set_num_threads(threads)

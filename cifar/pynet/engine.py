@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import backends
+from backends.memory import reuse_freed_memory
 from cifar.checkpoint import model_checkpoint
 from cifar.data import Split
 from cifar.distributed import World
@@ -92,6 +93,7 @@ class PynetEngine:
         self.step = 0
         if config["threads"]:
             backends.set_num_threads(config["threads"])
+        reuse_freed_memory()  # every step allocates the same arrays again
         self.nn = backends.get(config["backend"])
         init.manual_seed(config["seed"])
         self.model: Module = build_layers(config["model"], self.nn)
