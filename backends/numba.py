@@ -347,6 +347,24 @@ def _erf32(v):
     return v * p / q
 
 
+# exp(-h), h >= 0, as exp(-h/64)^64: a Taylor polynomial of degree 12 on [0, 87/64], then six
+# squarings. Multiplies and adds only, so it vectorizes, unlike math.exp, a scalar libm call
+# (GELU's float32 backward: 3.6x). Relative error <= 6e-6 for h <= 20, <= 2e-5 while
+# exp(-h) >= 1e-30; the GELU backward stays within 1e-6 (norm-wise) of float64.
+_EXP_TAYLOR = tuple((-1) ** k / math.factorial(k) for k in range(13))
+
+
+@numba.njit(cache=True, inline="always")
+def _exp_neg32(h):
+    s = min(h, np.float32(87)) * np.float32(1 / 64)
+    p = np.float32(_EXP_TAYLOR[-1])
+    for c in _EXP_TAYLOR[-2::-1]:
+        p = p * s + np.float32(c)
+    for _ in range(6):
+        p = p * p
+    return p
+
+
 @numba.njit(cache=True, parallel=True)
 def _gelu32_forward(x, y):
     half, root_half = np.float32(0.5), np.float32(SQRT_HALF)
@@ -361,7 +379,7 @@ def _gelu32_backward(dy, x, dx):
                                      np.float32(INV_SQRT_2PI))
     for k in numba.prange(x.size):
         v = x[k]
-        pdf = math.exp(-half * v * v) * inv_root_2pi
+        pdf = _exp_neg32(half * v * v) * inv_root_2pi
         dx[k] = dy[k] * (half * (np.float32(1) + _erf32(v * root_half)) + v * pdf)
 
 
