@@ -49,7 +49,7 @@ def _pynet_calls(layer: Any, x: np.ndarray, nn: Any, training_step: bool) -> dic
         def step() -> None:
             crit(layer(x), targets)
             layer.zero_grad()
-            layer.backward(crit.backward())
+            layer.backward(crit.backward(), input_grad=False)  # as torch: x needs no grad
             grads = layer.grads
             for name, param in layer.named_parameters():
                 param -= 0.01 * grads[name]  # plain SGD, in place
