@@ -6,6 +6,8 @@ import json
 import math
 import re
 import shutil
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ from cifar.rundir import RunDir
 TINY_MODEL = {"arch": "course", "widths": [4, 8, 8], "hidden": 16}
 N_TRAIN, EPOCHS, BATCH = 200, 3, 64
 SCHEDULE = {"kind": "warmup_linear", "warmup": 0.25, "start": 0.2, "end": 0.1}
-FULL_REPORT_PAGES = 9  # summary, architecture, setup, graphs (3 pages), checker, bench, text
+FULL_REPORT_PAGES = 8  # summary, architecture, setup, graphs (2 pages), checker, bench, text
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PDF_OBJECT = re.compile(rb"(\d+) 0 obj\b")
 
 
 def _config(data_dir: Path) -> dict[str, Any]:
@@ -117,9 +120,90 @@ def _pdf_pages(path: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page\b", data))
 
 
+# A minimal reader for the PDFs that fpdf2 writes, so that tests see what a PDF viewer shows
+# on a page without a PDF library among the dependencies.
+
+@dataclass
+class PdfPage:
+    text: str  # the page's text runs joined by single spaces
+    images: list[tuple[int, int]]  # pixel size of each image drawn on the page
+
+
+def _pdf_objects(data: bytes) -> dict[int, tuple[bytes, bytes | None]]:
+    """Object number -> (dictionary text, decompressed stream or None) of a PDF as fpdf2
+    writes it (uncompressed object table, direct /Length values)."""
+    objects, start = {}, 0
+    while match := PDF_OBJECT.search(data, start):
+        end, at = data.index(b"endobj", match.end()), data.find(b"stream", match.end())
+        head, stream = data[match.end():end], None
+        if 0 <= at < end:
+            head = data[match.end():at]
+            body = at + len(b"stream") + (2 if data[at + 6:at + 8] == b"\r\n" else 1)
+            length = int(re.search(rb"/Length (\d+)", head)[1])
+            stream = data[body:body + length]
+            stream = zlib.decompress(stream) if b"/FlateDecode" in head else stream
+            end = data.index(b"endobj", body + length)
+        objects[int(match[1])] = (head, stream)
+        start = end
+    return objects
+
+
+def _unescape(literal: bytes) -> bytes:
+    escapes = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+    return re.sub(rb"\\([0-7]{1,3}|.)", lambda m: bytes([int(m[1], 8)]) if m[1].isdigit()
+                  else escapes.get(m[1], m[1]), literal, flags=re.S)
+
+
+def _ref(head: bytes, key: bytes) -> int:
+    """The object number that the dictionary entry /key refers to."""
+    return int(re.search(rb"/" + key + rb" (\d+) 0 R", head)[1])
+
+
+def _read_pdf(path: Path) -> list[PdfPage]:
+    """The text and images of every page, read back through each font's ToUnicode map."""
+    objects = _pdf_objects(path.read_bytes())
+    tree = next(head for head, _ in objects.values() if re.search(rb"/Type /Pages\b", head))
+    pages = []
+    for number in map(int, re.findall(rb"(\d+) 0 R", tree.split(b"/Kids", 1)[1])):
+        head = objects[number][0]
+        resources = objects[_ref(head, b"Resources")][0]
+        fonts = {}
+        for name, font in re.findall(rb"/(F\d+) (\d+) 0 R", resources):
+            cmap = objects[_ref(objects[int(font)][0], b"ToUnicode")][1] or b""
+            fonts[name] = {int(code, 16): chr(int(char, 16)) for code, char in
+                           re.findall(rb"<([0-9A-F]{4})> <([0-9A-F]{4})>", cmap)}
+        images = {name: tuple(int(re.search(rb"/" + key + rb" (\d+)", objects[int(obj)][0])[1])
+                              for key in (b"Width", b"Height"))
+                  for name, obj in re.findall(rb"/(I\d+) (\d+) 0 R", resources)}
+        runs, drawn, font = [], [], {}
+        content = objects[_ref(head, b"Contents")][1] or b""
+        for op in re.finditer(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) Tj|/(I\d+) Do",
+                              content, flags=re.S):
+            if op[1]:
+                font = fonts[op[1]]
+            elif op[3]:
+                drawn.append(images[op[3]])
+            else:
+                codes = _unescape(op[2])
+                runs.append("".join(font[int.from_bytes(codes[i:i + 2])]
+                                    for i in range(0, len(codes), 2)))
+        pages.append(PdfPage(" ".join(" ".join(runs).split()), drawn))
+    return pages
+
+
+def _first_section(markdown: Path) -> str:
+    """The Markdown of the title and section 1, the PDF's first page."""
+    return markdown.read_text().split(f"## {SECTIONS[1]}")[0]
+
+
 def _figures_in(markdown: Path) -> list[Path]:
     return [markdown.parent / m for m in re.findall(r"!\[[^\]]*\]\(([^)]+)\)",
                                                     markdown.read_text())]
+
+
+def _pixels(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
 
 
 def _assert_png(path: Path) -> None:
@@ -142,7 +226,7 @@ def test_report_from_a_synthetic_run(run_dir: Path, data_dir: Path, check_json: 
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
     assert headings == list(SECTIONS)
     figures = _figures_in(markdown)
-    assert {p.stem for p in figures} == {"loss", "accuracy", "lr", "confusion", "per_class",
+    assert {p.stem for p in figures} == {"curves", "lr", "confusion", "per_class",
                                          "misclassified"}
     for path in figures:
         _assert_png(path)
@@ -152,6 +236,69 @@ def test_report_from_a_synthetic_run(run_dir: Path, data_dir: Path, check_json: 
     assert "2026-02-03" in text and "| relu | 128×32×32 | numpy |" in text
     assert "agrees with metrics.csv" in text and "Label smoothing 0.1." in text
     assert "BELOW the 70% bar" in text
+
+
+def test_first_page_holds_the_headline_the_table_and_the_learning_curves(
+        run_dir: Path, data_dir: Path) -> None:
+    files = build_report(run_dir, data_dir=str(data_dir), run_check=False)
+    section = _first_section(files.markdown)
+    headline = ("> **Test accuracy 22.00%: BELOW the 70% bar by 48.00 pts.**\n>\n"
+                "> With TTA: **23.00%** · Epochs: **3 of 3 completed** · Wall-clock: **2.5 s** · "
+                "Preset: **course** · Engine: **PyTorch** · "
+                "Device, processes × threads: **cpu, 1 process × 1 thread**\n>\n"
+                "> *Accuracy of the model after the last epoch on the test set, without and with "
+                "test-time augmentation (TTA); the 70% bar applies to the accuracy without TTA. "
+                "Source: summary.json.*")
+    assert section.index("## 1. Summary") < section.index(headline) \
+        < section.index("| Test accuracy, no TTA |") < section.index("![curves]")
+    curves = files.markdown.parent / "report-figures" / "curves.png"
+    assert curves in _figures_in(files.markdown) and "Figure 1. Learning curves" in section
+
+    pages = _read_pdf(files.pdf)
+    first = pages[0].text
+    for text in ("1. Summary", "Test accuracy 22.00%: BELOW the 70% bar by 48.00 pts.",
+                 "With TTA Epochs Wall-clock 23.00% 3 of 3 completed 2.5 s",
+                 "Preset Engine Device, processes × threads course PyTorch cpu, 1 process × 1 "
+                 "thread", "the model after the last epoch",
+                 "Test accuracy, no TTA 22.00%: BELOW the 70% bar by 48.00 pts summary.json",
+                 "Figure 1. Learning curves."):
+        assert text in first, text
+    assert first.index("BELOW the 70% bar by 48.00 pts.") < first.index("Item Value Source") \
+        < first.index("Figure 1. Learning curves.")
+    drawn = [size for page in pages for size in page.images]
+    assert drawn == [_pixels(path) for path in _figures_in(files.markdown)]  # each once, in order
+    assert pages[0].images == [_pixels(curves)]  # so page 1 shows the curves and nothing else
+    assert SECTIONS[1] not in first and pages[1].text.startswith(SECTIONS[1])
+
+
+def test_first_page_without_metrics_keeps_the_headline_and_says_there_are_no_curves(
+        run_dir: Path, data_dir: Path) -> None:
+    (run_dir / "metrics.csv").unlink()
+    files = build_report(run_dir, data_dir=str(data_dir), run_check=False)
+    section = _first_section(files.markdown)
+    assert "> **Test accuracy 22.00%: BELOW the 70% bar by 48.00 pts.**" in section
+    assert "Epochs: **3 of 3 completed**" in section  # from last.pt
+    assert "No learning curves: metrics.csv is missing or empty" in section
+    assert "![curves]" not in files.markdown.read_text()
+    first = _read_pdf(files.pdf)[0]
+    assert "Test accuracy 22.00%: BELOW the 70% bar by 48.00 pts." in first.text
+    assert "No learning curves" in first.text and first.images == []
+
+
+def test_headline_without_summary_or_checkpoint_names_the_epoch_its_accuracy_is_from(
+        run_dir: Path, data_dir: Path) -> None:
+    for name in ("summary.json", "model.pt", "last.pt"):
+        (run_dir / name).unlink()
+    files = build_report(run_dir, data_dir=str(data_dir), run_check=False)
+    section = _first_section(files.markdown)
+    assert "> **Test accuracy 22.00%: BELOW the 70% bar by 48.00 pts.**" in section
+    assert "With TTA: **unknown**" in section and "Wall-clock: **1.5 s in training epochs**" \
+        in section and "Device, processes × threads: **cpu, 1 thread requested**" in section
+    assert "Accuracy of the model after epoch 3 on the test set; the 70% bar applies to the " \
+        "accuracy without TTA. Source: metrics.csv, epoch 3." in section
+    curves = files.markdown.parent / "report-figures" / "curves.png"
+    first = _read_pdf(files.pdf)[0]  # under a four-item list of what is missing
+    assert first.images == [_pixels(curves)] and "each curve's last value." in first.text
 
 
 def test_run_dir_with_missing_files_states_what_is_missing(run_dir: Path, data_dir: Path
@@ -170,6 +317,7 @@ def test_run_dir_with_missing_files_states_what_is_missing(run_dir: Path, data_d
                       "no per-epoch loss and accuracy curves"):
         assert statement in text, statement
     assert "recomputed now from last.pt" in text  # accuracy, with and without TTA
+    assert "Accuracy of the model after the last completed epoch" in text
     assert {p.stem for p in _figures_in(files.markdown)} == {"lr", "confusion", "per_class",
                                                              "misclassified"}
     assert "per-epoch lr" not in text and "full 50,000-image training set (assumed)" in text
@@ -185,6 +333,8 @@ def test_empty_run_dir_and_missing_data_still_give_a_report(tmp_path: Path, run_
     assert "config.json is missing" in text and "Neither model.pt nor last.pt" in text
     assert re.findall(r"^## (.+)$", text, flags=re.M) == list(SECTIONS)
     assert files.figures == [] and _pdf_pages(files.pdf) == len(SECTIONS)
+    assert "> **Test accuracy unknown.**" in _first_section(files.markdown)
+    assert "Test accuracy unknown." in _read_pdf(files.pdf)[0].text
 
     shutil.rmtree(tmp_path / "data")  # the run's config points here
     files = build_report(run_dir, run_check=False)

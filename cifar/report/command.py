@@ -31,7 +31,10 @@ class ReportFiles:
     missing: list[str]
 
 
-FIGURE_NAMES = ("loss", "accuracy", "lr", "confusion", "per_class", "misclassified")
+CURVES_CAPTION = ("Learning curves. Test: the model after each epoch, without TTA; dashed: the "
+                  "70% bar. Train: the running mean over each epoch's augmented batches. The "
+                  "legends give each curve's last value.")
+FIGURE_NAMES = ("curves", "lr", "confusion", "per_class", "misclassified")
 
 
 def _draw_figures(inputs: ReportInputs, folder: Path) -> None:
@@ -55,9 +58,7 @@ def _figure_list(inputs: ReportInputs) -> list[tuple[str, Figure, str]]:
     run, evaluation = inputs.run, inputs.evaluation
     drawn = []
     if any(r.get("train_loss") is not None for r in run.metrics):
-        drawn += [("loss", fig.loss_figure(run.metrics), "Train and test loss per epoch."),
-                  ("accuracy", fig.accuracy_figure(run.metrics),
-                   "Train and test accuracy per epoch; the dashed line is the 70% bar.")]
+        drawn.append(("curves", fig.curves_figure(run.metrics), CURVES_CAPTION))
     if inputs.lr is not None:
         what = "optimiser steps" if inputs.lr.per_step else "epochs"
         drawn.append(("lr", fig.lr_figure(inputs.lr, run.metrics),

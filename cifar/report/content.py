@@ -8,10 +8,11 @@ from typing import Any
 
 from cifar.report.architecture import FLOP_CONVENTION, Architecture, format_flops
 from cifar.report.collect import BenchResults, CheckResults, RunData, TestEvaluation
-from cifar.report.document import Block, Bullets, Figure, Heading, Notice, Paragraph, Table, Title
-from cifar.report.figures import ACCURACY_BAR, FigureFile
-from cifar.report.narrative import duration, extra_features, what_was_done
-from cifar.report.training import TTA_VIEWS, LrCurve, settings_rows
+from cifar.report.document import Block, Bullets, Figure, Heading, Paragraph, Table, Title
+from cifar.report.figures import FigureFile
+from cifar.report.narrative import extra_features, what_was_done
+from cifar.report.summary import final_accuracy, first_page, pct
+from cifar.report.training import LrCurve, settings_rows
 
 SECTIONS = ("1. Summary", "2. Architecture", "3. Training setup", "4. Graphs",
             "5. PyNet checker results", "6. Backend benchmarks",
@@ -33,96 +34,8 @@ class ReportInputs:
     missing: list[str] = field(default_factory=list)
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
-
-
-def final_accuracy(inputs: ReportInputs) -> tuple[tuple[float, str] | None,
-                                                  tuple[float, str] | None]:
-    """((accuracy, source), (TTA accuracy, source)) after the last epoch, each may be None."""
-    summary, evaluation = inputs.run.summary or {}, inputs.evaluation
-    plain = tta = None
-    if summary.get("test_accuracy") is not None:
-        plain = (summary["test_accuracy"], "summary.json")
-    elif evaluation is not None:
-        plain = (evaluation.accuracy, f"recomputed now from {evaluation.checkpoint.name}")
-    else:
-        tested = [r for r in inputs.run.metrics if r.get("test_acc") is not None]
-        if tested:
-            plain = (tested[-1]["test_acc"], f"metrics.csv, epoch {tested[-1]['epoch']:.0f}")
-    if summary.get("test_accuracy_tta") is not None:
-        tta = (summary["test_accuracy_tta"], "summary.json")
-    elif evaluation is not None and evaluation.tta_accuracy is not None:
-        tta = (evaluation.tta_accuracy, f"recomputed now from {evaluation.checkpoint.name}")
-    return plain, tta
-
-
-def _bar(value: float) -> str:
-    gap = 100 * (value - ACCURACY_BAR)
-    return f"{_pct(value)}: {'above' if gap >= 0 else 'BELOW'} the 70% bar by {abs(gap):.2f} pts"
-
-
 def summary_section(inputs: ReportInputs) -> list[Block]:
-    run, arch = inputs.run, inputs.architecture
-    config, summary = run.config or {}, run.summary or {}
-    blocks: list[Block] = [Heading(SECTIONS[0])]
-    if inputs.missing:
-        blocks.append(Notice("Missing from this run, and what the report leaves out:",
-                             inputs.missing))
-    plain, tta = final_accuracy(inputs)
-    level = summary.get("tta_level", config.get("tta_level"))
-    unknown = ("unknown", "")
-    rows = [["Test accuracy, no TTA", *((_bar(plain[0]), plain[1]) if plain else unknown)],
-            ["Test accuracy, TTA" + (f" level {level}" if level is not None else ""),
-             *((_bar(tta[0]), tta[1]) if tta else unknown)]]
-    if level is not None:
-        rows[1][2] = (rows[1][2] + "; " if rows[1][2] else "") + TTA_VIEWS.get(level, "")
-    planned = config.get("epochs", summary.get("epochs"))
-    done = run.epochs_done
-    if done is not None:
-        rows.append(["Epochs", f"{done[0]} of {planned or '?'} completed", done[1]])
-    elif planned is not None:
-        rows.append(["Epochs", f"{planned} planned, completed unknown", "config"])
-    else:
-        rows.append(["Epochs", *unknown])
-    if summary.get("wall_seconds") is not None:
-        rows.append(["Wall-clock", f"{duration(summary['wall_seconds'])} total, "
-                     f"{duration(summary.get('train_seconds', 0))} in training epochs",
-                     "summary.json"])
-    elif run.metrics:
-        seconds = sum(r.get("epoch_seconds") or 0 for r in run.metrics)
-        rows.append(["Wall-clock", f"{duration(seconds)} in training epochs (total unknown)",
-                     "metrics.csv"])
-    else:
-        rows.append(["Wall-clock", *unknown])
-    if summary.get("device"):
-        threads, processes = summary.get("threads"), summary.get("world_size", 1)
-        spread = f"{processes} processes x " if processes > 1 else ""
-        rows.append(["Device, threads", f"{summary['device']}, {spread}{threads} thread"
-                     f"{'' if threads == 1 else 's'}", "summary.json"])
-    elif "device" in config:
-        rows.append(["Device, threads", f"{config['device']}, "
-                     f"{config.get('threads') or 'default'} (requested)", "config"])
-    else:
-        rows.append(["Device, threads", *unknown])
-    rows.append(["Preset", str(config.get("preset", summary.get("preset", "unknown"))),
-                 run.config_source or ""])
-    if arch is not None:
-        rows.append(["Parameters", f"{arch.params:,} ({arch.trainable:,} trainable)",
-                     "counted from the model"])
-        rows.append(["FLOPs per image", format_flops(arch.flops), "forward; see section 2"])
-    else:
-        rows.append(["Parameters", f"{summary['params']:,}" if summary.get("params") else
-                     "unknown", "summary.json" if summary.get("params") else ""])
-    if summary.get("n_test"):
-        rows.append(["Images", f"{summary.get('n_train', 0):,} train, {summary['n_test']:,} "
-                     f"test", "summary.json"])
-    blocks.append(Table(["Item", "Value", "Source"], rows, [30, 48, 38], "LLL", 9))
-    if plain:
-        verdict = "meets" if plain[0] >= ACCURACY_BAR else "does NOT meet"
-        blocks.append(Paragraph(f"The run {verdict} the 70% test-accuracy bar without "
-                                f"test-time augmentation ({_pct(plain[0])})."))
-    return blocks
+    return [Heading(SECTIONS[0]), *first_page(inputs)]
 
 
 def architecture_section(inputs: ReportInputs) -> list[Block]:
@@ -173,25 +86,21 @@ def setup_section(inputs: ReportInputs) -> list[Block]:
 
 def graphs_section(inputs: ReportInputs) -> list[Block]:
     figures, evaluation = inputs.figures, inputs.evaluation
-    blocks: list[Block] = [Heading(SECTIONS[3]), Heading("Per-epoch curves", 2)]
-    if "loss" in figures:
-        blocks += [Figure(figures["loss"]), Figure(figures["accuracy"])]
-    else:
-        blocks.append(Paragraph("Not available: metrics.csv is missing or empty, so there are "
-                                "no per-epoch loss and accuracy curves."))
-    if "lr" in figures:
-        blocks.append(Paragraph("The learning rate over steps is plotted in section 3."))
-    blocks.append(Heading("Test-set analysis", 2))
+    curves = ("The per-epoch loss and accuracy curves are in section 1, on the first page"
+              if "curves" in figures else "There are no per-epoch curves (see section 1)")
+    lr = "; the learning rate over steps is plotted in section 3" if "lr" in figures else ""
+    blocks: list[Block] = [Heading(SECTIONS[3]), Paragraph(f"{curves}{lr}."),
+                           Heading("Test-set analysis", 2)]
     if evaluation is None:
         return blocks + [Paragraph("Not available: the checkpoint or the CIFAR-10 test set is "
                                    "missing (see section 1), so there is no confusion matrix, "
                                    "per-class accuracy or misclassified-image grid.")]
     summary = (inputs.run.summary or {}).get("test_accuracy")
-    agree = f" (summary.json: {_pct(summary)})" if summary is not None else ""
+    agree = f" (summary.json: {pct(summary)})" if summary is not None else ""
     blocks.append(Paragraph(
         f"{evaluation.checkpoint.name} evaluated at report time on {len(evaluation.labels):,} "
         f"test images from {evaluation.data_dir}, without test-time augmentation, with the "
-        f"run's precision: accuracy {_pct(evaluation.accuracy)}{agree}."))
+        f"run's precision: accuracy {pct(evaluation.accuracy)}{agree}."))
     blocks += [Figure(figures[name]) for name in ("confusion", "per_class", "misclassified")
                if name in figures]
     if "misclassified" not in figures:

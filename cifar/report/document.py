@@ -66,7 +66,19 @@ class Notice:
     items: list[str] = field(default_factory=list)
 
 
-Block = Title | Heading | Paragraph | Bullets | Table | Figure | Notice
+@dataclass
+class Headline:
+    """The run's result in one sentence, its key facts as (label, value) pairs (the PDF sets
+    them in rows of three) and a note on what was measured; boxed, and coloured by whether the
+    result meets the bar (None: unknown)."""
+
+    result: str
+    facts: list[tuple[str, str]]
+    note: str
+    meets_bar: bool | None
+
+
+Block = Title | Heading | Paragraph | Bullets | Table | Figure | Notice | Headline
 
 
 # ---- Markdown -------------------------------------------------------------------------------
@@ -100,6 +112,10 @@ def to_markdown(blocks: list[Block], folder: Path) -> str:
         elif isinstance(block, Notice):
             out.append("\n".join([f"> **{block.title}**", ">",
                                   *(f"> - {item}" for item in block.items)]))
+        elif isinstance(block, Headline):
+            facts = " · ".join(f"{label}: **{value}**" for label, value in block.facts)
+            out.append("\n".join([f"> **{block.result}**", ">", f"> {facts}", ">",
+                                  f"> *{block.note}*"]))
         out.append("")
     return "\n".join(out)
 
@@ -112,6 +128,10 @@ BODY_PT = 10
 LINE_MM = 5.0
 ROW_FILL = (243, 245, 249)
 VERDICT_COLOURS = {"PASS": (20, 120, 40), "FAIL": (190, 20, 20)}
+HEADLINE_COLOURS = {True: ((231, 244, 234), VERDICT_COLOURS["PASS"]),  # (fill, left rule)
+                    False: ((251, 231, 231), VERDICT_COLOURS["FAIL"]),
+                    None: ((238, 238, 238), (130, 130, 130))}
+HEADLINE_COLUMNS = 3
 
 
 def _plain(text: str) -> str:
@@ -217,15 +237,18 @@ def _pdf_table(pdf: _Document, block: Table) -> None:
 
 
 def _pdf_figure(pdf: _Document, block: Figure) -> None:
+    """The figure at its drawn size, centred, with its caption; both on one page."""
     figure = block.figure
     width, height = _figure_size(pdf, figure)
-    if pdf.space_left() < height + 10:
+    pdf.set_font(FONT, "I", 8.5)
+    caption = pdf.multi_cell(0, 4.2, _plain(figure.caption), align="C", dry_run=True,
+                             output="HEIGHT")
+    if pdf.space_left() < height + 1 + caption:
         pdf.add_page()
     y = pdf.get_y()
     pdf.image(str(figure.path), x=pdf.l_margin + (pdf.epw - width) / 2, y=y, w=width, h=height)
     pdf.set_y(y + height + 1)
     pdf.set_text_color(70)
-    pdf.set_font(FONT, "I", 8.5)
     pdf.multi_cell(0, 4.2, _plain(figure.caption), align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0)
     pdf.ln(4)
@@ -240,6 +263,47 @@ def _pdf_notice(pdf: _Document, block: Notice) -> None:
     for item in block.items:
         pdf.multi_cell(0, 4.6, "•  " + _plain(item), fill=True, padding=(0.6, 3, 0.6, 6),
                        align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_fill_color(255)
+    pdf.ln(4)
+
+
+def _pdf_headline(pdf: _Document, block: Headline) -> None:
+    """A filled box with a coloured rule on its left: the result in large bold type, the facts
+    as labelled values in rows of three, and the note in small italics."""
+    fill, rule = HEADLINE_COLOURS[block.meets_bar]
+    label_face = FontFace(color=100, size_pt=7.5)
+    value_face = FontFace(emphasis="BOLD", size_pt=9.5)
+    top = pdf.get_y()
+    pdf.set_fill_color(*fill)
+    pdf.set_font(FONT, "B", 12.5)
+    pdf.multi_cell(0, 6.2, _plain(block.result), fill=True, padding=(2.5, 3, 1.5, 5),
+                   align="L", new_x="LMARGIN", new_y="NEXT")
+    rows = [block.facts[i:i + HEADLINE_COLUMNS]
+            for i in range(0, len(block.facts), HEADLINE_COLUMNS)]
+    widths = [0.0] * HEADLINE_COLUMNS
+    for row in rows:
+        for column, (label, value) in enumerate(row):
+            pdf.set_font(FONT, size=label_face.size_pt)
+            label_width = pdf.get_string_width(label)
+            pdf.set_font(FONT, "B", value_face.size_pt)
+            widths[column] = max(widths[column], label_width,
+                                 pdf.get_string_width(_plain(value)))
+    with pdf.table(col_widths=[w + 8 for w in widths], width=pdf.epw, text_align="LEFT",
+                   line_height=4.4, first_row_as_headings=False, borders_layout="NONE",
+                   cell_fill_color=fill, cell_fill_mode="ALL",
+                   padding=(0.3, 1.2, 0.3, 4.2)) as table:
+        for row in rows:
+            for face, part in ((label_face, 0), (value_face, 1)):
+                cells = table.row()
+                for fact in row:
+                    cells.cell(_plain(fact[part]), style=face)
+    pdf.set_text_color(70)
+    pdf.set_font(FONT, "I", 8.5)
+    pdf.multi_cell(0, 4.2, _plain(block.note), fill=True, padding=(1.5, 3, 2, 5), align="L",
+                   new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0)
+    pdf.set_fill_color(*rule)
+    pdf.rect(pdf.l_margin, top, 1.6, pdf.get_y() - top, style="F")
     pdf.set_fill_color(255)
     pdf.ln(4)
 
@@ -272,6 +336,8 @@ def write_pdf(blocks: list[Block], path: Path, title: str) -> int:
             _pdf_figure(pdf, block)
         elif isinstance(block, Notice):
             _pdf_notice(pdf, block)
+        elif isinstance(block, Headline):
+            _pdf_headline(pdf, block)
     with atomic_write(path) as f:
         f.write(pdf.output())
     return pdf.pages_count

@@ -51,36 +51,32 @@ def _epoch_axis(ax: Axes, epochs: list[float]) -> None:
     ax.grid(alpha=0.3)
 
 
-def _train_and_test_curves(metrics: list[dict[str, float | None]], quantity: str,
-                           scale: float = 1.0) -> tuple[Figure, Axes]:
-    """A figure with train_<quantity> and test_<quantity> per epoch (test where evaluated)."""
-    fig = _new(2.7)
-    ax = fig.add_subplot()
+def _train_and_test_curves(ax: Axes, metrics: list[dict[str, float | None]], quantity: str,
+                           scale: float = 1.0, last: str = "{:.3f}") -> None:
+    """Plot train_<quantity> and test_<quantity> per epoch (test where evaluated) on `ax`;
+    each legend entry gives the split's last value, formatted by `last`."""
     for split, style in (("train", "o-"), ("test", "s-")):
         x, y = _column(metrics, f"{split}_{quantity}")
         if x:
-            ax.plot(x, [scale * v for v in y], style, ms=3.5, label=split)
-    return fig, ax
-
-
-def loss_figure(metrics: list[dict[str, float | None]]) -> Figure:
-    """Train and test loss per epoch (test points only where the test set was evaluated)."""
-    fig, ax = _train_and_test_curves(metrics, "loss")
+            ax.plot(x, [scale * v for v in y], style, ms=3,
+                    label=f"{split} (epoch {x[-1]:.0f}: {last.format(scale * y[-1])})")
     _epoch_axis(ax, [r["epoch"] for r in metrics])
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title("Loss per epoch")
-    ax.legend()
-    return fig
 
 
-def accuracy_figure(metrics: list[dict[str, float | None]]) -> Figure:
-    """Train and test accuracy per epoch in percent, with the 70% bar."""
-    fig, ax = _train_and_test_curves(metrics, "acc", scale=100)
-    ax.axhline(100 * ACCURACY_BAR, color="tab:red", ls="--", lw=1, label="70% bar")
-    _epoch_axis(ax, [r["epoch"] for r in metrics])
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Accuracy per epoch")
-    ax.legend(loc="best")
+def curves_figure(metrics: list[dict[str, float | None]]) -> Figure:
+    """The learning curves side by side: train and test accuracy per epoch in percent against
+    the 70% bar, and train and test loss."""
+    fig = _new(2.3)
+    accuracy, loss = fig.subplots(1, 2)
+    _train_and_test_curves(accuracy, metrics, "acc", scale=100, last="{:.2f}%")
+    accuracy.axhline(100 * ACCURACY_BAR, color="tab:red", ls="--", lw=1, label="70% bar")
+    accuracy.set_ylabel("accuracy (%)")
+    accuracy.set_title("Accuracy per epoch")
+    accuracy.legend(loc="best")
+    _train_and_test_curves(loss, metrics, "loss")
+    loss.set_ylabel("cross-entropy loss")
+    loss.set_title("Loss per epoch")
+    loss.legend(loc="upper right")
     return fig
 
 

@@ -3,10 +3,13 @@ config, summary, metrics and model rather than from boilerplate."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar.report.architecture import Architecture, format_flops
 from cifar.report.training import TTA_VIEWS, describe_flip, describe_schedule
+
+if TYPE_CHECKING:
+    from cifar.report.summary import Accuracy
 
 
 def duration(seconds: float) -> str:
@@ -42,7 +45,7 @@ def _model_sentence(config: dict[str, Any], arch: Architecture | None) -> str:
 
 def what_was_done(config: dict[str, Any], summary: dict[str, Any] | None,
                   metrics: list[dict[str, float | None]], arch: Architecture | None,
-                  accuracy: tuple[float, str] | None, last_epoch: int | None = None) -> str:
+                  accuracy: Accuracy | None, last_epoch: int | None = None) -> str:
     """One paragraph: model, data, optimiser, duration, hardware and result."""
     done = len(metrics) if metrics else (summary or {}).get("epochs", last_epoch)
     planned = config.get("epochs")
@@ -70,10 +73,10 @@ def what_was_done(config: dict[str, Any], summary: dict[str, Any] | None,
         parts.append(f"The run stopped early: {left} planned epoch{'s' * (left != 1)} did "
                      f"not run.")
     if accuracy is not None:
-        value, source = accuracy
-        side = "above" if value >= 0.70 else "below"
-        parts.append(f"The final test accuracy is {100 * value:.2f}% ({source}), "
-                     f"{abs(100 * value - 70):.2f} points {side} the 70% bar.")
+        side = "above" if accuracy.value >= 0.70 else "below"
+        parts.append(f"The test accuracy of {accuracy.model} is {100 * accuracy.value:.2f}% "
+                     f"({accuracy.source}), {abs(100 * accuracy.value - 70):.2f} points {side} "
+                     f"the 70% bar.")
     return " ".join(parts)
 
 
