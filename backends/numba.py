@@ -112,28 +112,11 @@ PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
 
 # Winograd F(2x2, 3x3) transforms (backends.winograd): serial and nogil like im2col. Tiles
 # are 4x4 input windows at (2 ti, 2 tj) of the padded input; a tile's 16 transformed values
-# go to index [4 xi + nu, channel, tile]. Each 1-D transform below is one matrix of
-# Lavin & Gray's F(2x2, 3x3), applied first down the columns, then along the rows.
+# go to index [4 xi + nu, channel, tile].
 
 
-@numba.njit(cache=True, nogil=True)
-def _bt(d0, d1, d2, d3):  # B^T d
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-@numba.njit(cache=True, nogil=True)
-def _b(v0, v1, v2, v3):  # B v, the adjoint of _bt
-    return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
-
-
-@numba.njit(cache=True, nogil=True)
-def _at(m0, m1, m2, m3):  # A^T m
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-@numba.njit(cache=True, nogil=True)
-def _a(y0, y1):  # A y, the adjoint of _at
-    return y0, y0 + y1, y0 - y1, -y1
+_bt, _b, _at, _a = (numba.njit(cache=True, nogil=True)(f) for f in (
+    winograd.apply_bt, winograd.apply_b, winograd.apply_at, winograd.apply_a))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -24,7 +24,7 @@ releasing the GIL.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,27 @@ from backends.threads import map_chunks
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+V = TypeVar("V")  # a scalar (numba) or an array (numpy)
+
+
+# The same matrices applied to 4 (or 2) values, scalars or arrays alike: the backends' transforms
+# apply them down the columns of a tile, then along its rows. Each b/a is the adjoint (the
+# transpose) of its bt/at.
+def apply_bt(d0: V, d1: V, d2: V, d3: V) -> tuple[V, V, V, V]:
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+def apply_b(v0: V, v1: V, v2: V, v3: V) -> tuple[V, V, V, V]:
+    return v0, v1 - v2 + v3, v2 + v1 - v0, -v3
+
+
+def apply_at(m0: V, m1: V, m2: V, m3: V) -> tuple[V, V]:
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+def apply_a(y0: V, y1: V) -> tuple[V, V, V, V]:
+    return y0, y0 + y1, y0 - y1, -y1
 
 
 class WinogradOps(NamedTuple):
