@@ -26,7 +26,7 @@ import math
 import numba
 import numpy as np
 
-from backends import conv_algorithm, gemm_conv, winograd
+from backends import conv_dispatch, gemm_conv, winograd
 from backends.geometry import (
     WindowGeometry,
     window_geometry,
@@ -108,6 +108,7 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
 
 
 PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
+CONV_ALGORITHMS = conv_dispatch.METHODS  # the settings this backend honours besides "auto"
 
 
 # Winograd F(2x2, 3x3) transforms (backends.winograd): serial and nogil like im2col. Tiles
@@ -250,18 +251,18 @@ WINOGRAD_OPS = winograd.WinogradOps(winograd_input, winograd_output, winograd_ou
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int]) -> tuple[np.ndarray, tuple]:
-    return conv_algorithm.conv2d_forward(x, weight, bias, stride, padding, dilation,
-                                         PATCH_OPS, WINOGRAD_OPS)
+    return conv_dispatch.conv2d_forward(x, weight, bias, stride, padding, dilation,
+                                         "numba", PATCH_OPS, WINOGRAD_OPS)
 
 
 def conv2d_backward(dy: np.ndarray,
                     ctx: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    return conv_algorithm.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
 
 
 def conv2d_backward_weight(dy: np.ndarray, ctx: tuple) -> tuple[np.ndarray, np.ndarray | None]:
     """(dweight, dbias) without dx: for a first layer, whose input needs no gradient."""
-    return conv_algorithm.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
 
 
 # ---- Linear: one GEMM each way, in BLAS: re-exported from backends.numpy (see imports) -----

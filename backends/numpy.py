@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from backends import conv_algorithm, gemm_conv, winograd
+from backends import conv_dispatch, gemm_conv, winograd
 from backends.geometry import (
     Grads,
     Pair,
@@ -47,6 +47,7 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
 
 
 PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
+CONV_ALGORITHMS = conv_dispatch.METHODS  # the settings this backend honours besides "auto"
 
 
 # Winograd F(2x2, 3x3) transforms (backends.winograd), as strided slices: tile value [a, b]
@@ -117,17 +118,17 @@ WINOGRAD_OPS = winograd.WinogradOps(winograd_input, winograd_output, winograd_ou
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: Pair, padding: Pair, dilation: Pair) -> tuple[np.ndarray, tuple]:
-    return conv_algorithm.conv2d_forward(x, weight, bias, stride, padding, dilation,
-                                         PATCH_OPS, WINOGRAD_OPS)
+    return conv_dispatch.conv2d_forward(x, weight, bias, stride, padding, dilation,
+                                         "numpy", PATCH_OPS, WINOGRAD_OPS)
 
 
 def conv2d_backward(dy: np.ndarray, ctx: tuple) -> Grads:
-    return conv_algorithm.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
 
 
 def conv2d_backward_weight(dy: np.ndarray, ctx: tuple) -> tuple[np.ndarray, np.ndarray | None]:
     """(dweight, dbias) without dx: for a first layer, whose input needs no gradient."""
-    return conv_algorithm.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
 
 
 # ---- Linear -------------------------------------------------------------------------------

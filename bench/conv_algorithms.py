@@ -3,7 +3,7 @@ side by side.
 
 For every shape (the benchmark's three convolutions and those of the ``fast`` training net)
 it runs, round after round, conv forward + backward (dx, dweight, dbias) once per
-algorithm of :data:`backends.conv_algorithm.ALGORITHMS` and once in torch float32, in the
+algorithm of :data:`backends.conv_dispatch.ALGORITHMS` and once in torch float32, in the
 same round, so that a busy machine slows all of them alike. It prints the median
 milliseconds of each and the median over rounds of each round's ratio to torch.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import backends
-from backends.conv_algorithm import ALGORITHMS, conv_algorithm
+from backends.conv_dispatch import ALGORITHMS, conv_algorithm
 from bench.runner import set_threads
 from bench.workloads import CONV_SHAPES
 
