@@ -7,6 +7,10 @@ backend's kernel module::
     nn = backends.get("numba")             # "naive" | "numpy" | "numba"
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
 
+The numpy and numba backends compute a convolution by im2col + GEMM or by Winograd
+F(2x2, 3x3), chosen per shape; ``set_conv_algorithm("auto" | "im2col" | "winograd")``, or
+``with conv_algorithm(name):``, overrides the choice (:mod:`backends.conv_dispatch`).
+
 ``name`` is a built-in backend (:data:`BACKENDS`), an importable module (``"mypkg.kernels"``),
 a path to a ``.py`` file or a module object, defining the functions of the kernel contract,
 :class:`backends.contract.Kernels`: one forward and its backward per layer, such as
@@ -25,12 +29,14 @@ from types import ModuleType, SimpleNamespace
 
 import spec
 from backends import contract
+from backends.conv_dispatch import conv_algorithm, get_conv_algorithm, set_conv_algorithm
 from backends.threads import get_num_threads, set_num_threads
 from spec import serialization
 
 #: The built-in backends, by name: the choices of every command line's ``--backend``.
 BACKENDS = ("naive", "numpy", "numba")
-__all__ = ["BACKENDS", "get", "get_num_threads", "set_num_threads"]
+__all__ = ["BACKENDS", "conv_algorithm", "get", "get_conv_algorithm", "get_num_threads",
+           "set_conv_algorithm", "set_num_threads"]
 
 
 @cache

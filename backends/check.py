@@ -34,6 +34,7 @@ from backends.conformance import (
     Case,
     column_of,
     compare_with_torch,
+    conv_algorithms,
     differentiable,
     finite_difference,
     tolerance,
@@ -45,10 +46,11 @@ DTYPES = ("float64", "float32")
 NOT_IMPLEMENTED = "not implemented"
 
 
-def _measure(case: Case, backend: Backend, dtype: str, seed: int) -> dict[str, float]:
-    errors = compare_with_torch(case, backend, dtype, seed)
+def _measure(case: Case, backend: Backend, dtype: str, seed: int,
+             algorithm: str | None) -> dict[str, float]:
+    errors = compare_with_torch(case, backend, dtype, seed, algorithm)
     if dtype == "float64" and differentiable(case):
-        errors |= finite_difference(case, backend, seed)
+        errors |= finite_difference(case, backend, seed, algorithm=algorithm)
     return errors
 
 
@@ -79,18 +81,21 @@ def run_checks(backend_names: tuple[Backend, ...], dtypes: tuple[str, ...], seed
     """One result row per layer x backend x dtype: the worst error per column, a verdict
     (PASS, FAIL or 'not implemented') and the ``findings`` behind a FAIL: each case and
     quantity above its tolerance, or the exception a case raised. Only a backend outside
-    :data:`backends.BACKENDS` may leave kernels not implemented."""
+    :data:`backends.BACKENDS` may leave kernels not implemented. A backend with several
+    convolution algorithms gets a Conv2d row for each, e.g. 'Conv2d [winograd]', of the
+    cases that algorithm computes."""
     rows: dict[tuple[str, str, str], dict] = {}
-    jobs = [(case, backend, dtype) for backend in backend_names for dtype in dtypes
-            for case in CASES]
-    for case, backend, dtype in tqdm(jobs, desc="pynet-check", disable=not progress,
-                                     file=sys.stderr):
+    jobs = [(case, backend, dtype, algorithm) for backend in backend_names for dtype in dtypes
+            for case in CASES for algorithm in conv_algorithms(case, backend)]
+    for case, backend, dtype, algorithm in tqdm(jobs, desc="pynet-check", disable=not progress,
+                                                file=sys.stderr):
         label = backends.get(backend).name
-        row = rows.setdefault((case.layer, label, dtype), {
-            "layer": case.layer, "backend": label, "dtype": dtype, "errors": {},
+        layer = f"{case.layer} [{algorithm}]" if algorithm else case.layer
+        row = rows.setdefault((layer, label, dtype), {
+            "layer": layer, "backend": label, "dtype": dtype, "errors": {},
             "findings": [], "not_implemented": None})
         try:
-            _record_errors(row, case, _measure(case, backend, dtype, seed))
+            _record_errors(row, case, _measure(case, backend, dtype, seed, algorithm))
         except Exception as exc:  # a kernel of one's own may raise anything: report, go on
             _record_exception(row, case, exc, partial=label not in BACKENDS)
     for row in rows.values():

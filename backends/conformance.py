@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import backends
+from backends.conv_dispatch import conv_algorithm, get_conv_algorithm
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 FD_TOLERANCE = 1e-6  # central differences in float64 with h = 1e-6 are good to ~1e-8
@@ -57,6 +58,10 @@ CASES: tuple[Case, ...] = (
          (2, 3, 5, 6)),
     Case("conv-1x1-nobias", "Conv2d", (4, 3, 1), {"bias": False}, (2, 4, 3, 5)),
     Case("conv-batch1-odd", "Conv2d", (1, 2, 5), {"stride": 3, "padding": 2}, (1, 1, 9, 7)),
+    Case("conv-3x3-pad0-odd", "Conv2d", (3, 5, 3), {}, (2, 3, 9, 7)),
+    Case("conv-3x3-pad2-nobias-batch1", "Conv2d", (4, 3, 3), {"padding": 2, "bias": False},
+         (1, 4, 5, 6)),
+    Case("conv-3x3-pad1-odd-wide", "Conv2d", (8, 16, 3), {"padding": 1}, (3, 8, 9, 11)),
     Case("linear", "Linear", (6, 4), {}, (3, 6)),
     Case("linear-nobias-batch1", "Linear", (5, 3), {"bias": False}, (1, 5)),
     Case("pool-2x2", "MaxPool2d", (2,), {}, (2, 3, 6, 6)),
@@ -84,6 +89,22 @@ CASES: tuple[Case, ...] = (
          inputs="huge"),
     Case("small-cnn", "Sequential", input_shape=(2, 3, 6, 6), children=SMALL_CNN),
 )
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, tuple) else (value, value)
+
+
+def conv_algorithms(case: Case, backend: Backend) -> tuple[str | None, ...]:
+    """The convolution algorithms a case runs under on ``backend``: each of its
+    ``CONV_ALGORITHMS`` (numpy, numba) that computes the case, or (None,), the default."""
+    names = getattr(backends.get(backend).kernels, "CONV_ALGORITHMS", ())
+    if case.layer != "Conv2d" or not names:
+        return (None,)
+    kernel, stride, dilation = (_pair(case.kwargs.get(key, default)) for key, default in (
+        ("kernel_size", case.args[2]), ("stride", 1), ("dilation", 1)))
+    winograd = kernel == (3, 3) and stride == dilation == (1, 1)
+    return tuple(name for name in names if name != "winograd" or winograd)
 
 
 def relative_error(actual: Any, expected: Any, quantity: str = "values") -> float:
@@ -195,17 +216,41 @@ def _step(reference, layer, nn: Any, case: Case, x: np.ndarray, rng: np.random.G
         y = layer(x)
         _keep_worst(errors, prefix + "forward", y, ty.detach().numpy())
         dx = layer.backward(dy)
+        weight_only = getattr(layer.kernels, "conv2d_backward_weight", None)
+        if case.layer == "Conv2d" and weight_only is not None:
+            _check_backward_weight(weight_only(dy, layer._ctx), reference, errors)
         if y.dtype != x.dtype or dx.dtype != x.dtype:
             raise TypeError(f"{case.id}: dtype changed: input {x.dtype}, output {y.dtype}, "
                             f"dx {dx.dtype}")
     _keep_worst(errors, prefix + "dx", dx, tx.grad.numpy())
 
 
-def compare_with_torch(case: Case, backend: Backend, dtype: str,
-                       seed: int = 0) -> dict[str, float]:
+def _check_backward_weight(grads: tuple, reference: torch.nn.Module,
+                           errors: dict[str, float]) -> None:
+    """Record the errors of conv2d_backward_weight's (dweight, dbias) against torch's."""
+    dweight, dbias = grads
+    _keep_worst(errors, "dweight by conv2d_backward_weight", dweight,
+                reference.weight.grad.numpy())
+    if reference.bias is not None:
+        _keep_worst(errors, "dbias by conv2d_backward_weight", dbias,
+                    reference.bias.grad.numpy())
+    elif dbias is not None:
+        raise TypeError("conv2d_backward_weight returned a dbias for a layer without bias")
+
+
+def compare_with_torch(case: Case, backend: Backend, dtype: str, seed: int = 0,
+                       algorithm: str | None = None) -> dict[str, float]:
     """Worst relative errors of one case against torch, by quantity: 'forward', 'dx', each
     parameter gradient ('dweight', 'dbias'; 'd0.weight' in a Sequential) and, for BatchNorm,
-    each running statistic ('running_mean', ...), 'eval forward' and 'eval dx'."""
+    each running statistic ('running_mean', ...), 'eval forward' and 'eval dx'. A Conv2d
+    runs under convolution ``algorithm`` (default: the current setting) and, where the
+    backend defines conv2d_backward_weight, adds 'dweight by conv2d_backward_weight' (and
+    dbias)."""
+    with conv_algorithm(algorithm or get_conv_algorithm()):
+        return _compare_with_torch(case, backend, dtype, seed)
+
+
+def _compare_with_torch(case: Case, backend: Backend, dtype: str, seed: int) -> dict[str, float]:
     np_dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     reference, layer = build_pair(case, backend, np_dtype, seed)
@@ -235,10 +280,17 @@ def differentiable(case: Case) -> bool:
 
 
 def finite_difference(case: Case, backend: Backend, seed: int = 0, h: float = 1e-6,
-                      probes: int = 6) -> dict[str, float]:
+                      probes: int = 6, algorithm: str | None = None) -> dict[str, float]:
     """Relative errors of the analytic gradients against central differences of
     ``L = sum(layer(x) * R)``, in float64, at ``probes`` random coordinates per tensor, by
-    quantity: 'fd dx' and 'fd d' + each parameter's name. Uses no torch."""
+    quantity: 'fd dx' and 'fd d' + each parameter's name, under convolution ``algorithm``
+    (default: the current setting). Uses no torch."""
+    with conv_algorithm(algorithm or get_conv_algorithm()):
+        return _finite_difference(case, backend, seed, h, probes)
+
+
+def _finite_difference(case: Case, backend: Backend, seed: int, h: float,
+                       probes: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     nn = backends.get(backend)
     layer = build_pynet(nn, case.layer, case.args, case.kwargs, case.children).double()

@@ -76,17 +76,19 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     return y, (x, wmat_t, g, weight.shape, bias is not None)
 
 
-def conv2d_backward(dy: np.ndarray, ctx: tuple,
-                    ops: PatchOps) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def conv2d_backward(dy: np.ndarray, ctx: tuple, ops: PatchOps, input_grad: bool = True
+                    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """(dx, or None when not ``input_grad``; dweight; dbias) from the forward's ctx."""
     x, wmat_t, g, weight_shape, has_bias = ctx
     dy_rows = nchw_to_rows(dy)                                      # (N*OH*OW, C_out)
-    dx = np.empty(x.shape, x.dtype)
+    dx = np.empty(x.shape, x.dtype) if input_grad else None
 
     def backward_chunk(chunk: tuple[slice, slice]) -> np.ndarray:
         images, patch_rows = chunk
         part, dy_part = x[images], dy_rows[patch_rows]
         geometry = g._replace(n=len(part))
-        dx[images] = ops.col2im(dy_part @ wmat_t.T, geometry)
+        if input_grad:
+            dx[images] = ops.col2im(dy_part @ wmat_t.T, geometry)
         return ops.im2col(part, geometry).T @ dy_part               # patches rebuilt, not kept
 
     dwmat_t = sum(map_chunks(backward_chunk, image_chunks(g, x.itemsize)))  # (kH*kW*C, C_out)

@@ -26,7 +26,7 @@ import math
 import numba
 import numpy as np
 
-from backends import gemm_conv
+from backends import conv_dispatch, gemm_conv, winograd
 from backends.geometry import (
     WindowGeometry,
     window_geometry,
@@ -35,8 +35,8 @@ from backends.numpy import linear_backward, linear_forward
 from spec.activation import GELU_KAPPA, INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF
 
 __all__ = ["batch_norm_backward", "batch_norm_forward", "col2im", "conv2d_backward",
-           "conv2d_forward", "cross_entropy_backward", "cross_entropy_forward", "gelu_backward",
-    "gelu_forward", "im2col",
+           "conv2d_backward_weight", "conv2d_forward", "cross_entropy_backward",
+           "cross_entropy_forward", "gelu_backward", "gelu_forward", "im2col",
            "linear_backward", "linear_forward", "max_pool2d_backward", "max_pool2d_forward",
            "relu_backward", "relu_forward"]
 
@@ -108,17 +108,161 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
 
 
 PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
+CONV_ALGORITHMS = conv_dispatch.METHODS  # the settings this backend honours besides "auto"
+
+
+# Winograd F(2x2, 3x3) transforms (backends.winograd): serial and nogil like im2col. Tiles
+# are 4x4 input windows at (2 ti, 2 tj) of the padded input; a tile's 16 transformed values
+# go to index [4 xi + nu, channel, tile].
+
+
+_bt, _b, _at, _a = (numba.njit(cache=True, nogil=True)(f) for f in (
+    winograd.apply_bt, winograd.apply_b, winograd.apply_at, winograd.apply_a))
+
+
+@numba.njit(cache=True, nogil=True)
+def _winograd_input(x, v, ph, pw, th, tw):
+    n_, c_, h, w = x.shape
+    plane = np.zeros((2 * th + 2, 2 * tw + 2), x.dtype)  # zero padded; the border stays 0
+    band = np.empty((4, 2 * tw + 2), x.dtype)  # B^T down the columns of one row of tiles
+    for c in range(c_):  # channel outer, image inner: each plane of v is written in order
+        for n in range(n_):
+            plane[ph:ph + h, pw:pw + w] = x[n, c]
+            for ti in range(th):
+                r = 2 * ti
+                for s in range(2 * tw + 2):
+                    band[0, s], band[1, s], band[2, s], band[3, s] = _bt(
+                        plane[r, s], plane[r + 1, s], plane[r + 2, s], plane[r + 3, s])
+                t0 = (n * th + ti) * tw
+                for xi in range(4):
+                    for tj in range(tw):
+                        s = 2 * tj
+                        (v[4 * xi, c, t0 + tj], v[4 * xi + 1, c, t0 + tj],
+                         v[4 * xi + 2, c, t0 + tj], v[4 * xi + 3, c, t0 + tj]) = _bt(
+                            band[xi, s], band[xi, s + 1], band[xi, s + 2], band[xi, s + 3])
+
+
+@numba.njit(cache=True, nogil=True)
+def _winograd_output(m, y, th, tw):
+    n_, k_, oh, ow = y.shape
+    for k in range(k_):
+        for n in range(n_):
+            for ti in range(th):
+                i, t0 = 2 * ti, (n * th + ti) * tw
+                for tj in range(tw):
+                    t, j = t0 + tj, 2 * tj
+                    p00, p10 = _at(m[0, k, t], m[4, k, t], m[8, k, t], m[12, k, t])
+                    p01, p11 = _at(m[1, k, t], m[5, k, t], m[9, k, t], m[13, k, t])
+                    p02, p12 = _at(m[2, k, t], m[6, k, t], m[10, k, t], m[14, k, t])
+                    p03, p13 = _at(m[3, k, t], m[7, k, t], m[11, k, t], m[15, k, t])
+                    y00, y01 = _at(p00, p01, p02, p03)
+                    y10, y11 = _at(p10, p11, p12, p13)
+                    y[n, k, i, j] = y00
+                    if j + 1 < ow:
+                        y[n, k, i, j + 1] = y01
+                    if i + 1 < oh:
+                        y[n, k, i + 1, j] = y10
+                        if j + 1 < ow:
+                            y[n, k, i + 1, j + 1] = y11
+
+
+@numba.njit(cache=True, nogil=True)
+def _winograd_output_adjoint(dy, dm, th, tw):
+    n_, k_, oh, ow = dy.shape
+    zero = dy.dtype.type(0)
+    for k in range(k_):
+        for n in range(n_):
+            for ti in range(th):
+                i, t0 = 2 * ti, (n * th + ti) * tw
+                for tj in range(tw):
+                    t, j = t0 + tj, 2 * tj
+                    d00 = dy[n, k, i, j]  # the partial last tile reads zeros past the edge
+                    d01 = dy[n, k, i, j + 1] if j + 1 < ow else zero
+                    d10 = dy[n, k, i + 1, j] if i + 1 < oh else zero
+                    d11 = dy[n, k, i + 1, j + 1] if i + 1 < oh and j + 1 < ow else zero
+                    r00, r10, r20, r30 = _a(d00, d10)
+                    r01, r11, r21, r31 = _a(d01, d11)
+                    dm[0, k, t], dm[1, k, t], dm[2, k, t], dm[3, k, t] = _a(r00, r01)
+                    dm[4, k, t], dm[5, k, t], dm[6, k, t], dm[7, k, t] = _a(r10, r11)
+                    dm[8, k, t], dm[9, k, t], dm[10, k, t], dm[11, k, t] = _a(r20, r21)
+                    dm[12, k, t], dm[13, k, t], dm[14, k, t], dm[15, k, t] = _a(r30, r31)
+
+
+@numba.njit(cache=True, nogil=True)
+def _winograd_input_adjoint(dv, dx, ph, pw, th, tw):
+    n_, c_, h, w = dx.shape
+    plane = np.empty((2 * th + 2, 2 * tw + 2), dx.dtype)  # sums over the padded input
+    band = np.empty((4, 2 * tw + 2), dx.dtype)  # B dV B^T of one row of tiles, before B
+    for c in range(c_):
+        for n in range(n_):
+            plane[:] = 0
+            for ti in range(th):
+                band[:] = 0
+                t0 = (n * th + ti) * tw
+                for xi in range(4):
+                    for tj in range(tw):
+                        s, t = 2 * tj, t0 + tj
+                        b0, b1, b2, b3 = _b(dv[4 * xi, c, t], dv[4 * xi + 1, c, t],
+                                            dv[4 * xi + 2, c, t], dv[4 * xi + 3, c, t])
+                        band[xi, s] += b0
+                        band[xi, s + 1] += b1
+                        band[xi, s + 2] += b2
+                        band[xi, s + 3] += b3
+                r = 2 * ti
+                for s in range(2 * tw + 2):
+                    d0, d1, d2, d3 = _b(band[0, s], band[1, s], band[2, s], band[3, s])
+                    plane[r, s] += d0
+                    plane[r + 1, s] += d1
+                    plane[r + 2, s] += d2
+                    plane[r + 3, s] += d3
+            dx[n, c] = plane[ph:ph + h, pw:pw + w]
+
+
+def winograd_input(x: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """(n, C, H, W) -> V (16, C, n*tiles), B^T d B of every 4x4 input tile."""
+    th, tw = winograd.tile_grid(g)
+    v = winograd.tile_buffer(g.c, g.n * th * tw, x.dtype)
+    _winograd_input(np.ascontiguousarray(x), v, g.ph, g.pw, th, tw)
+    return v
+
+
+def winograd_output(m: np.ndarray, y: np.ndarray, g: WindowGeometry) -> None:
+    """M (16, K, n*tiles) -> A^T M A, written into y (n, K, OH, OW)."""
+    _winograd_output(m, y, *winograd.tile_grid(g))
+
+
+def winograd_output_adjoint(dy: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """dy (n, K, OH, OW) -> dM (16, K, n*tiles) = A dY A^T of every 2x2 output tile."""
+    th, tw = winograd.tile_grid(g)
+    dm = winograd.tile_buffer(dy.shape[1], g.n * th * tw, dy.dtype)
+    _winograd_output_adjoint(np.ascontiguousarray(dy), dm, th, tw)
+    return dm
+
+
+def winograd_input_adjoint(dv: np.ndarray, dx: np.ndarray, g: WindowGeometry) -> None:
+    """dV (16, C, n*tiles) -> the sum of B dV B^T over the overlapping tiles, into dx."""
+    _winograd_input_adjoint(dv, dx, g.ph, g.pw, *winograd.tile_grid(g))
+
+
+WINOGRAD_OPS = winograd.WinogradOps(winograd_input, winograd_output, winograd_output_adjoint,
+                                    winograd_input_adjoint)
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int]) -> tuple[np.ndarray, tuple]:
-    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, PATCH_OPS)
+    return conv_dispatch.conv2d_forward(x, weight, bias, stride, padding, dilation,
+                                         "numba", PATCH_OPS, WINOGRAD_OPS)
 
 
 def conv2d_backward(dy: np.ndarray,
                     ctx: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    return gemm_conv.conv2d_backward(dy, ctx, PATCH_OPS)
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
+
+
+def conv2d_backward_weight(dy: np.ndarray, ctx: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """(dweight, dbias) without dx: for a first layer, whose input needs no gradient."""
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
 
 
 # ---- Linear: one GEMM each way, in BLAS: re-exported from backends.numpy (see imports) -----

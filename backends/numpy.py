@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from backends import gemm_conv
+from backends import conv_dispatch, gemm_conv, winograd
 from backends.geometry import (
     Grads,
     Pair,
@@ -47,15 +47,88 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
 
 
 PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
+CONV_ALGORITHMS = conv_dispatch.METHODS  # the settings this backend honours besides "auto"
+
+
+# Winograd F(2x2, 3x3) transforms (backends.winograd), as strided slices: tile value [a, b]
+# of every tile at once is the slice [a::2, b::2] of the padded input (or output).
+
+
+def _tile_planes(buffer: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """(16, C, n*tiles) -> a (16, n, C, tile rows, tile columns) view of it."""
+    th, tw = winograd.tile_grid(g)
+    return buffer.reshape(16, buffer.shape[1], g.n, th, tw).transpose(0, 2, 1, 3, 4)
+
+
+def winograd_input(x: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """(n, C, H, W) -> V (16, C, n*tiles), B^T d B of every 4x4 input tile."""
+    th, tw = winograd.tile_grid(g)
+    xp = np.zeros((g.n, g.c, 2 * th + 2, 2 * tw + 2), x.dtype)
+    xp[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w] = x
+    bands = winograd.apply_bt(*(xp[:, :, a:a + 2 * th:2] for a in range(4)))
+    v = winograd.tile_buffer(g.c, g.n * th * tw, x.dtype)
+    planes = _tile_planes(v, g)
+    for xi, band in enumerate(bands):
+        columns = (band[..., b:b + 2 * tw:2] for b in range(4))
+        for nu, value in enumerate(winograd.apply_bt(*columns)):
+            planes[4 * xi + nu] = value
+    return v
+
+
+def winograd_output(m: np.ndarray, y: np.ndarray, g: WindowGeometry) -> None:
+    """M (16, K, n*tiles) -> A^T M A, written into y (n, K, OH, OW)."""
+    planes = _tile_planes(m, g)
+    down = [winograd.apply_at(*planes[nu::4]) for nu in range(4)]  # down[nu][a]
+    for a in range(2):
+        rows = (g.oh - a + 1) // 2  # outputs a, a + 2, ... inside the edge
+        for b, value in enumerate(winograd.apply_at(*(down[nu][a] for nu in range(4)))):
+            columns = (g.ow - b + 1) // 2
+            y[:, :, a::2, b::2] = value[:, :, :rows, :columns]
+
+
+def winograd_output_adjoint(dy: np.ndarray, g: WindowGeometry) -> np.ndarray:
+    """dy (n, K, OH, OW) -> dM (16, K, n*tiles) = A dY A^T of every 2x2 output tile."""
+    th, tw = winograd.tile_grid(g)
+    if (2 * th, 2 * tw) != (g.oh, g.ow):  # a partial last tile reads zeros past the edge
+        dy = np.pad(dy, ((0, 0), (0, 0), (0, 2 * th - g.oh), (0, 2 * tw - g.ow)))
+    down = [winograd.apply_a(dy[:, :, 0::2, b::2], dy[:, :, 1::2, b::2]) for b in range(2)]
+    dm = winograd.tile_buffer(dy.shape[1], g.n * th * tw, dy.dtype)
+    planes = _tile_planes(dm, g)
+    for xi in range(4):
+        for nu, value in enumerate(winograd.apply_a(down[0][xi], down[1][xi])):
+            planes[4 * xi + nu] = value
+    return dm
+
+
+def winograd_input_adjoint(dv: np.ndarray, dx: np.ndarray, g: WindowGeometry) -> None:
+    """dV (16, C, n*tiles) -> the sum of B dV B^T over the overlapping tiles, into dx."""
+    th, tw = winograd.tile_grid(g)
+    planes = _tile_planes(dv, g)
+    across = [winograd.apply_b(*planes[4 * xi:4 * xi + 4]) for xi in range(4)]  # [xi][b]
+    dxp = np.zeros((g.n, g.c, 2 * th + 2, 2 * tw + 2), dv.dtype)
+    for b in range(4):
+        for a, value in enumerate(winograd.apply_b(*(across[xi][b] for xi in range(4)))):
+            dxp[:, :, a:a + 2 * th:2, b:b + 2 * tw:2] += value
+    dx[...] = dxp[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w]
+
+
+WINOGRAD_OPS = winograd.WinogradOps(winograd_input, winograd_output, winograd_output_adjoint,
+                                    winograd_input_adjoint)
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: Pair, padding: Pair, dilation: Pair) -> tuple[np.ndarray, tuple]:
-    return gemm_conv.conv2d_forward(x, weight, bias, stride, padding, dilation, PATCH_OPS)
+    return conv_dispatch.conv2d_forward(x, weight, bias, stride, padding, dilation,
+                                         "numpy", PATCH_OPS, WINOGRAD_OPS)
 
 
 def conv2d_backward(dy: np.ndarray, ctx: tuple) -> Grads:
-    return gemm_conv.conv2d_backward(dy, ctx, PATCH_OPS)
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
+
+
+def conv2d_backward_weight(dy: np.ndarray, ctx: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """(dweight, dbias) without dx: for a first layer, whose input needs no gradient."""
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
 
 
 # ---- Linear -------------------------------------------------------------------------------

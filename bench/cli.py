@@ -1,6 +1,7 @@
 """``pynet-bench``: one-off timings of a PyNet backend against torch.
 
     pynet-bench conv --backend numba --batch 128 --in-channels 32 --out-channels 64 --size 16
+    pynet-bench conv --backend numba --algorithm winograd
     pynet-bench all --backend numpy
 """
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import click
 
-from backends import BACKENDS
+from backends import BACKENDS, conv_algorithm
+from backends.conv_dispatch import ALGORITHMS
 from bench.runner import first_call_seconds, median_seconds, prepare, set_threads
 from bench.table import markdown, summarize
 from bench.workloads import WORKLOADS, Workload, conv_flops
@@ -71,9 +73,12 @@ def main() -> None:
 @click.option("--stride", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--padding", type=click.IntRange(0), default=None,
               help="Default: kernel // 2 ('same' for odd kernels at stride 1).")
+@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="auto", show_default=True,
+              help="Convolution algorithm of the numpy and numba backends (winograd: where "
+                   "it applies, 3x3 stride 1; see backends.set_conv_algorithm).")
 @common
 def conv(batch: int, in_channels: int, out_channels: int, size: int, kernel: int, stride: int,
-         padding: int | None, backend: str, dtype: str, repeat: int,
+         padding: int | None, algorithm: str, backend: str, dtype: str, repeat: int,
          threads: int | None) -> None:
     """Conv2d forward and backward."""
     padding = kernel // 2 if padding is None else padding
@@ -84,7 +89,8 @@ def conv(batch: int, in_channels: int, out_channels: int, size: int, kernel: int
     workload = Workload(
         name, lambda nn: nn.Conv2d(in_channels, out_channels, kernel, stride, padding),
         (batch, in_channels, size, size), flops)
-    measure([workload], backend, dtype, repeat, threads)
+    with conv_algorithm(algorithm):
+        measure([workload], backend, dtype, repeat, threads)
 
 
 def _plane_command(name: str, build: Callable[[Any, int], Any], doc: str) -> None:

@@ -77,6 +77,14 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
 )}
 
 
+#: (batch, in channels, out channels, size) of 3x3, padding-1 convolutions: the benchmark's
+#: three (above) and those of the ``fast`` training net at its batch of 512.
+CONV_SHAPES: tuple[tuple[int, int, int, int], ...] = (
+    (128, 3, 32, 32), (128, 32, 64, 16), (128, 64, 128, 8),
+    (512, 24, 48, 31), (512, 48, 48, 15), (512, 48, 128, 15), (512, 128, 128, 7),
+    (512, 128, 128, 3))
+
+
 def nn_for(engine: str) -> Any:
     """The layer namespace ``nn`` that ``Workload.build`` takes: ``torch.nn`` or a backend's."""
     return torch.nn if engine == "torch" else backends.get(engine)

@@ -41,7 +41,7 @@ def test_a_correct_kernel_module_passes_every_layer(given_as, kernels_file, monk
     result = pynet_check("--backend", path if given_as == "file" else "numpy_copy")
     assert result.exit_code == 0, result.output
     assert set(verdicts(result.output).values()) == {"PASS"}
-    assert "22 passed, 0 failed (28 cases per backend and dtype" in result.output
+    assert "24 passed, 0 failed (31 cases per backend and dtype" in result.output
     assert "Failures" not in result.output
 
 
@@ -51,7 +51,14 @@ def test_a_builtin_backend_keeps_the_table_and_summary_line():
     assert result.output.startswith(
         "| layer | backend | dtype | forward | dx | params | running | eval | fd | verdict |")
     assert "| ReLU | numpy | float32 | 0.0e+00 | 0.0e+00 | - | - | - | - | PASS |" in result.output
-    assert "\n11 passed, 0 failed (28 cases per backend and dtype" in result.output
+    assert "\n12 passed, 0 failed (31 cases per backend and dtype" in result.output
+
+
+def test_a_backend_with_two_conv_algorithms_gets_a_conv_row_for_each():
+    result = pynet_check("--backend", "numba", "--dtype", "float64")
+    rows = verdicts(result.output)
+    assert rows[("Conv2d [im2col]", "float64")] == rows[("Conv2d [winograd]", "float64")] == "PASS"
+    assert ("Conv2d", "float64") not in rows
 
 
 def test_a_gradient_bug_fails_naming_layer_case_dtype_quantity_and_tolerance(kernels_file):
@@ -78,7 +85,7 @@ def test_a_partial_module_passes_what_it_implements_and_the_rest_is_not_implemen
     passing = {layer for (layer, _), verdict in verdicts(result.output).items()
                if verdict == "PASS"}
     assert passing == {"ReLU", "Flatten"}
-    assert "4 passed, 0 failed, 18 not implemented (28 cases" in result.output
+    assert "4 passed, 0 failed, 18 not implemented (31 cases" in result.output
     conv = next(line for line in result.output.splitlines()
                 if line.startswith(f"- Conv2d, {path}: "))
     assert "conv2d_forward" in conv

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import backends
-from backends import gemm_conv
+from backends import gemm_conv, winograd
 from backends.conformance import CASES, compare_with_torch, too_large
 
 CONV_CASES = [case for case in CASES if case.layer == "Conv2d" and case.input_shape[0] > 1]
@@ -25,6 +25,7 @@ def threads(request):
 def test_conv_cut_into_one_image_chunks_still_matches_torch(case, backend, dtype, threads,
                                                             monkeypatch):
     monkeypatch.setattr(gemm_conv, "CHUNK_BYTES", 1)  # every image its own chunk
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
     errors = compare_with_torch(case, backend, dtype)
     assert not too_large(errors, dtype), errors
 
