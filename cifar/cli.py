@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from backends import BACKENDS
+from backends.conv_dispatch import ALGORITHMS
 from cifar.checkpoint import load_model, resolve_checkpoint
 from cifar.data import batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import resolve_device
@@ -64,6 +65,8 @@ def main() -> None:
               "with PyNet layers (NumPy/numba, CPU, float32). [default: torch]")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="PyNet backend for --engine pynet. [default: numba]")
+@click.option("--conv-algorithm", type=click.Choice(ALGORITHMS), help="PyNet's convolution "
+              "algorithm for --engine pynet (backends.set_conv_algorithm). [default: auto]")
 @click.option("--resume", type=click.Path(exists=True), help="Run directory or last.pt to resume.")
 @click.option("--train-subset", type=click.IntRange(1),
               help="Train on the first N training images only.")

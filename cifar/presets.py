@@ -77,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 RUN_DEFAULTS: dict[str, Any] = {
     "engine": "torch",
     "backend": "numba",
+    "conv_algorithm": "auto",
     "seed": 0,
     "device": "auto",
     "threads": None,

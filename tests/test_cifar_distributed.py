@@ -81,7 +81,13 @@ def _free_port() -> int:
 @pytest.mark.parametrize("preset", ["fast", "course"], ids=["sum-loss", "mean-loss"])
 def test_two_processes_take_the_one_process_steps_without_batchnorm(
         engine: str, preset: str, shared_cifar_root: Path, tmp_path: Path):
-    config = _config(shared_cifar_root, engine, preset)
+    # Winograd's weight gradient mixes the kernel taps, so a tap whose gradient is exactly 0
+    # gets round-off instead, and Adam (the mean-loss preset), dividing by the gradient's own
+    # size, turns that into steps of ~1e-2 lr: two epochs later two processes differ by ~1e-3,
+    # as runs on another thread count would. Each step is still equal to round-off
+    # (tests/test_winograd.py); here Adam's case uses the GEMM path, which keeps zeros exact.
+    overrides = {"conv_algorithm": "im2col"} if (engine, preset) == ("pynet", "course") else {}
+    config = _config(shared_cifar_root, engine, preset, **overrides)
     train(config, out=tmp_path / "one", quiet=True)
     result = _worker_run(config, tmp_path / "two")
     assert result.returncode == 0, result.stderr[-3000:]

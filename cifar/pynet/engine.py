@@ -94,6 +94,7 @@ class PynetEngine:
         if config["threads"]:
             backends.set_num_threads(config["threads"])
         reuse_freed_memory()  # every step allocates the same arrays again
+        backends.set_conv_algorithm(config.get("conv_algorithm", "auto"))  # older runs: auto
         self.nn = backends.get(config["backend"])
         init.manual_seed(config["seed"])
         self.model: Module = build_layers(config["model"], self.nn)
