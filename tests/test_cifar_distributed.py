@@ -193,18 +193,42 @@ def test_a_rank_lost_on_another_node_is_named_by_the_survivor(shared_cifar_root:
     out = tmp_path / "run"
     config_path = out.with_suffix(".json")
     config_path.write_text(json.dumps(config))
+    port = _free_port()
     common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
-              f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--rdzv-conf=join_timeout=120",
+              f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-conf=join_timeout=120",
               str(WORKER), str(config_path), str(out)]
-    nodes = [subprocess.Popen([*TORCHRUN, f"--node-rank={rank}", *common], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for rank in (0, 1)]
+    nodes = []
+    for node_rank in (0, 1):
+        nodes.append(subprocess.Popen([*TORCHRUN, f"--node-rank={node_rank}", *common],
+                                      env=_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+        if node_rank == 0:
+            _wait_for_listener(port)  # the first agent hosts the rendezvous store
     deadline = time.monotonic() + 180
     while not (out / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.kill(int(Path(f"{out}.pid1").read_text()), signal.SIGKILL)
+    # c10d ignores --node-rank: kill whichever rank runs under the agent without the store
+    pids = {rank: int(Path(f"{out}.pid{rank}").read_text()) for rank in (0, 1)}
+    lost = next(rank for rank, pid in pids.items() if _parent(pid) == nodes[1].pid)
+    os.kill(pids[lost], signal.SIGKILL)
     outputs = "".join(node.communicate(timeout=120)[0] for node in nodes)
-    assert "Error: rank 0 of 2: lost contact with rank(s) 1" in outputs, outputs[-3000:]
+    assert f"Error: rank {1 - lost} of 2: lost contact with rank(s) {lost}" in outputs, \
+        outputs[-3000:]
+
+
+def _wait_for_listener(port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port} after {seconds}s")
+
+
+def _parent(pid: int) -> int:
+    """The parent process id of ``pid`` (Linux /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 @pytest.mark.parametrize("case", ["nobody-joins", "port-in-use"])
