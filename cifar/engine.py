@@ -19,10 +19,12 @@ from cifar.distributed import World
 from cifar.errors import CifarError
 from cifar.evaluate import EvalResult, autocast, evaluate
 from cifar.models import build_model, count_parameters, named_parameter_layers
+from cifar.optim import Muon
 from cifar.recipe import (
     Lookahead,
     global_step_stats,
     lr_factor,
+    muon_filters,
     param_groups,
     trainable,
     whitening_init,
@@ -58,8 +60,11 @@ class Engine:
         self.step = 0
         self.params = named_parameter_layers(self.model)
         self.optimizer = self._make_optimizer()
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(config["schedule"], s, self.total_steps))
+        self.muon = self._make_muon()
+        self.optimizers = [opt for opt in (self.optimizer, self.muon) if opt is not None]
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(config["schedule"], s, self.total_steps))
+            for opt in self.optimizers]
         self.lookahead = self._make_lookahead()
         self.forward = self._wrap()
 
@@ -81,6 +86,14 @@ class Engine:
         if cfg["optimizer"] == "adam":
             return torch.optim.Adam(groups)
         return torch.optim.SGD(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+
+    def _make_muon(self) -> Muon | None:
+        """Muon for the convolution filters (`cifar.recipe.muon_filters`), if the config
+        asks for it."""
+        names = muon_filters(self.params, self.config)
+        if not names:
+            return None
+        return Muon([self.model.get_parameter(name) for name in names], **self.config["muon"])
 
     def _float_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.model.state_dict().items() if v.is_floating_point()}
@@ -123,10 +136,11 @@ class Engine:
         loss_sum, correct, count = global_step_stats(
             self.world, float(losses.detach().sum()), correct, len(labels), self.step + 1)
         scale = 1.0 if self.config["loss_reduction"] == "sum" else 1.0 / count
-        self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
         (losses.sum() * (scale * self.world.size)).backward()  # DDP averages over the ranks
-        self.optimizer.step()
-        self.scheduler.step()
+        for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
+            optimizer.step()
+            scheduler.step()
         self.step += 1
         self._average_running_stats()
         if self.lookahead is not None:
@@ -167,16 +181,21 @@ class Engine:
         run.save_model(model_checkpoint(self.model, self.config, classes))
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model, optimiser, scheduler, Lookahead and step."""
+        """Everything needed to resume: model, optimisers, schedulers, Lookahead and step."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step,
+                "scheduler": self.schedulers[0].state_dict(), "step": self.step,
+                "muon": {"optimizer": self.muon.state_dict(),
+                         "scheduler": self.schedulers[1].state_dict()} if self.muon else None,
                 "lookahead": self.lookahead.slow if self.lookahead else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.schedulers[0].load_state_dict(state["scheduler"])
+        if self.muon is not None:
+            self.muon.load_state_dict(state["muon"]["optimizer"])
+            self.schedulers[1].load_state_dict(state["muon"]["scheduler"])
         self.step = state["step"]
         if self.lookahead is not None:
             for name, value in state["lookahead"].items():

@@ -31,20 +31,33 @@ def lr_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
     return (1 - frac) + schedule["end"] * frac
 
 
+def muon_filters(params: list[tuple[str, str]], config: dict[str, Any]) -> list[str]:
+    """Names of the parameters that Muon trains when `config["muon"]` is set: the
+    convolution filters that train (airnet's 3x3 convolutions, not its frozen whitening)."""
+    if not config.get("muon"):
+        return []
+    return [name for name, layer in params if layer == "Conv2d" and name.endswith(".weight")
+            and not is_frozen(config["model"], name, layer)]
+
+
 def param_groups(params: list[tuple[str, str]], config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Optimiser groups of parameter names, from (name, layer class name) pairs. SGD:
-    BatchNorm biases take `bias_lr_scale` times the learning rate and 1/`bias_lr_scale` of
-    the weight decay (airbench), the rest the config's. Adam: one group."""
+    """Optimiser groups of parameter names, from (name, layer class name) pairs, for the
+    parameters that `muon_filters` leaves to the main optimiser. SGD: biases take
+    `bias_lr_scale` times the learning rate and 1/`bias_lr_scale` of the weight decay, the
+    rest the config's; the biases are the BatchNorm biases (airbench94), or every bias when
+    Muon trains the filters (airbench94_muon). Adam: one group."""
+    filters = set(muon_filters(params, config))
+    params = [(name, layer) for name, layer in params if name not in filters]
     names = [name for name, _ in params]
     if config["optimizer"] == "adam":
         return [{"params": names, "lr": config["lr"], "weight_decay": config["weight_decay"]}]
     if config["optimizer"] != "sgd":
         raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {config['optimizer']!r}")
-    norm_biases = [name for name, layer in params
-                   if layer == "BatchNorm2d" and name.endswith(".bias")]
-    others = [name for name in names if name not in norm_biases]
+    biases = [name for name, layer in params
+              if name.endswith(".bias") and (filters or layer == "BatchNorm2d")]
+    others = [name for name in names if name not in biases]
     scale = config["bias_lr_scale"]
-    return [{"params": norm_biases, "lr": config["lr"] * scale,
+    return [{"params": biases, "lr": config["lr"] * scale,
              "weight_decay": config["weight_decay"] / scale},
             {"params": others, "lr": config["lr"], "weight_decay": config["weight_decay"]}]
 

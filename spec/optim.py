@@ -1,5 +1,6 @@
 """Optimizers with ``torch.optim``'s update rules: SGD (momentum, Nesterov, weight decay),
-Adam and AdamW. They update a module's parameter arrays in place from ``module.grads``.
+Adam and AdamW; and Muon for convolution filters, as ``cifar.optim.Muon`` (airbench94_muon).
+They update a module's parameter arrays in place from ``module.grads``.
 
     opt = SGD(net, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     opt.zero_grad(); crit(net(x), y); net.backward(crit.backward()); opt.step()
@@ -162,6 +163,63 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2, *,
                  param_groups: list[dict[str, Any]] | None = None) -> None:
         super().__init__(module, lr, betas, eps, weight_decay, param_groups=param_groups)
+
+
+#: Quintic Newton-Schulz coefficients of Keller Jordan's Muon (also torch.optim.Muon's).
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(update: Any, steps: int, eps: float = 1e-7) -> Any:
+    """Approximately U V^T of the SVD U S V^T of the 2-D `update` (a NumPy array or a torch
+    tensor), by `steps` quintic Newton-Schulz iterations X <- aX + (bA + cA^2)X, A = XX^T,
+    on the short side, after scaling X to unit Frobenius norm (Jordan et al., "Muon", 2024)."""
+    a, b, c = NS_COEFFICIENTS
+    tall = update.shape[0] > update.shape[1]
+    x = update.T if tall else update
+    x = x / ((x * x).sum() ** 0.5 + eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class Muon(Optimizer):
+    """Momentum orthogonalised by Newton-Schulz, for convolution filters, as
+    ``cifar.optim.Muon`` (torch)::
+
+        buf = momentum * buf + grad
+        g = grad + momentum * buf (nesterov) or buf
+        p *= sqrt(out_channels) / ||p||          (renormalize)
+        p -= lr * orthogonalize(g as out_channels x (in_channels * kh * kw))
+
+    Every parameter in its groups must have 2 or more dimensions.
+    """
+
+    def __init__(self, module: Module, lr: float = 0.24, momentum: float = 0.6,
+                 nesterov: bool = True, ns_steps: int = 3, renormalize: bool = True, *,
+                 param_groups: list[dict[str, Any]] | None = None) -> None:
+        if not 0 <= momentum < 1:
+            raise ValueError(f"Muon: momentum must be in [0, 1), got {momentum}")
+        if nesterov and momentum <= 0:
+            raise ValueError("Muon: Nesterov momentum requires a momentum")
+        super().__init__(module, param_groups, lr=lr, momentum=momentum, nesterov=nesterov,
+                         ns_steps=ns_steps, renormalize=renormalize)
+        params = dict(module.named_parameters())
+        flat = [name for group in self.param_groups for name in group["params"]
+                if params[name].ndim < 2]
+        if flat:
+            raise ValueError(f"Muon: expected filters of 2 or more dimensions, got {flat}")
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any],
+                d: dict[str, Any]) -> None:
+        buf = state.get("momentum_buffer")
+        buf = grad.copy() if buf is None else d["momentum"] * buf + grad
+        state["momentum_buffer"] = buf
+        g = grad + d["momentum"] * buf if d["nesterov"] else buf
+        if d["renormalize"]:
+            param *= param.dtype.type(np.sqrt(len(param)) / np.linalg.norm(param))
+        update = orthogonalize(g.reshape(len(g), -1), d["ns_steps"])
+        param -= d["lr"] * update.reshape(param.shape)
 
 
 class LRScheduler:

@@ -14,7 +14,7 @@ from cifar.engine import Engine
 from cifar.models import build_layers, build_model, named_parameter_layers, whitening_weight
 from cifar.presets import resolve_config
 from cifar.pynet.engine import PynetEngine
-from cifar.recipe import Lookahead, param_groups, trainable
+from cifar.recipe import Lookahead, muon_filters, param_groups, trainable
 
 SMALL_AIRNET = {"arch": "airnet", "widths": [8, 16, 16], "whiten_kernel": 2,
                 "bn_momentum": 0.4, "output_scale": 1 / 9, "activation": "gelu"}
@@ -62,6 +62,19 @@ def test_sgd_groups_give_batchnorm_biases_the_scaled_rate():
                                 if layer == "BatchNorm2d" and n.endswith("bias")]
     assert biases["lr"] == pytest.approx(config["lr"] * config["bias_lr_scale"])
     assert len(biases["params"]) + len(others["params"]) == len(params)
+
+
+def test_muon_takes_the_trained_filters_and_sgd_every_bias_and_the_head():
+    config = _config(muon={"lr": 0.2, "momentum": 0.6})
+    params = named_parameter_layers(build_model(SMALL_AIRNET))
+    filters = muon_filters(params, config)
+    assert filters == [f"groups.{g}.{i}.weight" for g in range(3) for i in (0, 4)]
+    biases, others = param_groups(params, config)
+    assert biases["params"] == ["whiten.bias"] + [n for n, layer in params
+                                                  if layer == "BatchNorm2d" and n.endswith("bias")]
+    frozen_scales = [n for n, layer in params if layer == "BatchNorm2d" and n.endswith("weight")]
+    assert others["params"] == ["whiten.weight", *frozen_scales, "head.weight"]
+    assert muon_filters(params, _config()) == []  # the presets without Muon: SGD for all
 
 
 @pytest.mark.parametrize("engine_type", [Engine, PynetEngine], ids=["torch", "pynet"])

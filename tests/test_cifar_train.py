@@ -56,11 +56,16 @@ def test_saved_and_reloaded_models_give_the_trained_accuracy(trained_run: Path,
         assert loaded.classes[0] == "airplane"
 
 
-@pytest.mark.parametrize("engine", ["torch", "pynet"])
+MUON = {"lr": 0.1, "momentum": 0.6, "nesterov": True, "ns_steps": 3}
+
+
+@pytest.mark.parametrize("engine, muon", [("torch", None), ("pynet", None), ("torch", MUON),
+                                          ("pynet", MUON)],
+                         ids=["torch", "pynet", "torch+muon", "pynet+muon"])
 def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(
-        engine: str, shared_cifar_root: Path, tmp_path: Path,
+        engine: str, muon: dict | None, shared_cifar_root: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tiny_config(shared_cifar_root, epochs=3, engine=engine)
+    config = tiny_config(shared_cifar_root, epochs=3, engine=engine, muon=muon)
     engine_type = PynetEngine if engine == "pynet" else Engine
     train(config, out=tmp_path / "straight", quiet=True)
 

@@ -1,11 +1,13 @@
-"""Optimizers and the learning-rate schedule follow torch.optim to round-off in float64."""
+"""Optimizers and the learning-rate schedule follow torch.optim (Muon: `cifar.optim.Muon`) to
+round-off in float64."""
 
 import numpy as np
 import pytest
 import torch
 
 import backends
-from spec.optim import SGD, Adam, AdamW, CosineAnnealingLR, LambdaLR
+from cifar.optim import Muon as TorchMuon
+from spec.optim import SGD, Adam, AdamW, CosineAnnealingLR, LambdaLR, Muon, orthogonalize
 
 CONFIGS = [
     (SGD, torch.optim.SGD, {"lr": 0.1}),
@@ -104,3 +106,60 @@ def test_optimizer_rejects_what_torch_rejects():
         SGD(nn.Linear(2, 2), lr=0.1, nesterov=True)
     with pytest.raises(TypeError, match="expected a PyNet module, got generator"):
         SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+
+
+MUON_CONFIGS = [
+    {"lr": 0.05},
+    {"lr": 0.02, "momentum": 0.9, "nesterov": False, "ns_steps": 5},
+    {"lr": 0.1, "momentum": 0.6, "renormalize": False},
+]
+
+
+def _twin_conv_networks():
+    """A float64 torch conv net and its PyNet copy with the same weights."""
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 4, 3),
+                                    torch.nn.Flatten(), torch.nn.Linear(4, 16)).double()
+    nn = backends.get("numpy")
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3), nn.Flatten(), nn.Linear(4, 16))
+    net.load_state_dict(reference.state_dict())
+    return reference, net
+
+
+@pytest.mark.parametrize("kwargs", MUON_CONFIGS, ids=lambda k: "-".join(map(str, k.values())))
+def test_muon_matches_the_torch_muon_over_20_steps_on_the_same_gradients(kwargs):
+    reference, net = _twin_conv_networks()
+    filters = ["0.weight", "1.weight", "3.weight"]  # a 3x3 bank of each shape and a matrix
+    ref = dict(reference.named_parameters())
+    opt = Muon(net, **kwargs, param_groups=[{"params": filters}])
+    ref_opt = TorchMuon([ref[name] for name in filters], **kwargs)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _step_both_on_the_same_gradients(opt, ref_opt, net, reference, rng)
+    for name in filters:
+        np.testing.assert_allclose(net.state_dict()[name], ref[name].detach().numpy(),
+                                   rtol=1e-10, atol=1e-12)
+    assert all(np.array_equal(net.state_dict()[n], ref[n].detach().numpy())
+               for n in ("0.bias", "1.bias"))  # in no group: untouched
+
+
+@pytest.mark.parametrize("shape", [(8, 27), (27, 8)], ids=["wide", "tall"])
+def test_orthogonalize_keeps_the_singular_vectors_and_squeezes_the_singular_values(shape):
+    """Newton-Schulz is an odd matrix polynomial: p(U S V^T) = U p(S) V^T exactly, and the
+    quintic maps every singular value of the normalised input into (0, 1.5)."""
+    update = np.random.default_rng(0).standard_normal(shape)
+    u, _, vt = np.linalg.svd(update, full_matrices=False)
+    core = u.T @ orthogonalize(update, 5) @ vt.T
+    np.testing.assert_allclose(core, np.diag(np.diag(core)), atol=1e-12)
+    assert np.all((np.diag(core) > 0.3) & (np.diag(core) < 1.5))
+    np.testing.assert_allclose(orthogonalize(update, 5),
+                               orthogonalize(torch.tensor(update), 5).numpy(), rtol=1e-12)
+
+
+def test_muon_refuses_a_parameter_of_one_dimension_like_its_torch_version():
+    nn = backends.get("numpy")
+    with pytest.raises(ValueError, match=r"Muon: expected filters of 2 or more dimensions, "
+                                         r"got \['bias'\]"):
+        Muon(nn.Linear(2, 2), param_groups=[{"params": ["weight", "bias"]}])
+    with pytest.raises(ValueError, match=r"Muon: expected filters .* shape \(2,\)"):
+        TorchMuon(torch.nn.Linear(2, 2).parameters())

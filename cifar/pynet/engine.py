@@ -4,8 +4,8 @@ The trainer drives it exactly like the PyTorch engine (data pipeline, augmentati
 checkpoints and run directory are the trainer's). The network is built by PyNet from the
 model config (`cifar.models.build_layers` with a backend namespace), with PyNet's own seeded
 initialisation, and trained in NumPy/numba: forward, cross-entropy, backward, SGD or Adam
-with the recipe's parameter groups, trainability, LR schedule and Lookahead. torch is used
-only to write `model.pt`, from the PyNet weights, at save time.
+(and Muon for the filters) with the recipe's parameter groups, trainability, LR schedule and
+Lookahead. torch is used only to write `model.pt`, from the PyNet weights, at save time.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from cifar.recipe import (
     Lookahead,
     global_step_stats,
     lr_factor,
+    muon_filters,
     param_groups,
     trainable,
     whitening_init,
@@ -37,7 +38,7 @@ from cifar.recipe import (
 from cifar.rundir import RunDir
 from spec import init
 from spec.module import Module
-from spec.optim import SGD, Adam, LambdaLR, Optimizer
+from spec.optim import SGD, Adam, LambdaLR, Muon, Optimizer
 
 PYNET_MODEL_NAME = "model.npz"
 
@@ -103,9 +104,13 @@ class PynetEngine:
         self.criterion = self.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"],
                                                   reduction="none")
         self.optimizer = self._make_optimizer()
-        self.group_params = [list(g["params"]) for g in self.optimizer.param_groups]
-        self.scheduler = LambdaLR(self.optimizer,
-                                  lambda s: lr_factor(config["schedule"], s, self.total_steps))
+        self.muon = self._make_muon()
+        self.optimizers = [opt for opt in (self.optimizer, self.muon) if opt is not None]
+        self.group_params = [list(g["params"]) for opt in self.optimizers
+                             for g in opt.param_groups]
+        self.schedulers = [LambdaLR(opt, lambda s: lr_factor(config["schedule"], s,
+                                                             self.total_steps))
+                           for opt in self.optimizers]
         self.lookahead = self._make_lookahead()
         n_grads = sum(p.size for p in self.model.parameters())
         n_stats = sum(b.size for _, b in self._running_stats())
@@ -122,6 +127,14 @@ class PynetEngine:
             return Adam(self.model, param_groups=groups)
         return SGD(self.model, momentum=cfg["momentum"], nesterov=cfg["nesterov"],
                    lr=cfg["lr"], param_groups=groups)
+
+    def _make_muon(self) -> Muon | None:
+        """Muon for the convolution filters (`cifar.recipe.muon_filters`), if the config
+        asks for it."""
+        names = muon_filters(self.params, self.config)
+        if not names:
+            return None
+        return Muon(self.model, **self.config["muon"], param_groups=[{"params": names}])
 
     def _float_state(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.model.state_dict().items() if v.dtype.kind == "f"}
@@ -141,7 +154,8 @@ class PynetEngine:
     def start_epoch(self, epoch: int) -> None:
         """Train the parameters the recipe trains this epoch (`cifar.recipe.trainable`)."""
         layers = dict(self.params)
-        for group, names in zip(self.optimizer.param_groups, self.group_params, strict=True):
+        groups = [group for opt in self.optimizers for group in opt.param_groups]
+        for group, names in zip(groups, self.group_params, strict=True):
             group["params"] = [name for name in names
                                if trainable(name, layers[name], epoch, self.config)]
         self.model.train()
@@ -162,8 +176,9 @@ class PynetEngine:
         dlogits = self.criterion.backward(np.full(len(y), weight, np.float32))
         self.model.backward(dlogits * self.output_scale, input_grad=False)
         self._all_reduce()
-        self.optimizer.step()
-        self.scheduler.step()
+        for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
+            optimizer.step()
+            scheduler.step()
         self.step += 1
         if self.lookahead is not None:
             self.lookahead.update(self._float_state, self.step, self.total_steps)
@@ -214,14 +229,19 @@ class PynetEngine:
         """Everything needed to resume, as tensors; the model under torch's names."""
         return {"model": to_torch_state(self.model),
                 "optimizer": _tensors(self.optimizer.state_dict()),
-                "scheduler": self.scheduler.state_dict(), "step": self.step,
+                "scheduler": self.schedulers[0].state_dict(), "step": self.step,
+                "muon": {"optimizer": _tensors(self.muon.state_dict()),
+                         "scheduler": self.schedulers[1].state_dict()} if self.muon else None,
                 "lookahead": _tensors(self.lookahead.slow) if self.lookahead else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
         load_torch_state(self.model, state["model"])
         self.optimizer.load_state_dict(_arrays(state["optimizer"]))
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.schedulers[0].load_state_dict(state["scheduler"])
+        if self.muon is not None:
+            self.muon.load_state_dict(_arrays(state["muon"]["optimizer"]))
+            self.schedulers[1].load_state_dict(state["muon"]["scheduler"])
         self.step = state["step"]
         if self.lookahead is not None:
             self.lookahead.slow = _arrays(state["lookahead"])
