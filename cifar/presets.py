@@ -24,20 +24,44 @@ def airbench_sgd(lr: float, weight_decay: float, momentum: float, batch_size: in
             "momentum": momentum}
 
 
-def _airbench_preset(widths: list[int], batch_size: int) -> dict[str, Any]:
+def airbench_muon(batch_size: int, width: int, output_scale: float = 1 / 9) -> dict:
+    """airbench94_muon's optimiser settings in this trainer's terms.
+
+    airbench94_muon trains the filters with Muon (lr 0.24, momentum 0.6, Nesterov, 3
+    Newton-Schulz steps), every bias at lr 0.053 and the head at 0.67 with SGD (Nesterov
+    momentum 0.85, summed loss), decays the weights by 2e-6 * batch_size per step, and
+    decays every learning rate linearly to 0 without warm-up. Its head divides the logits by
+    the width and starts at unit standard deviation; ours multiplies them by `output_scale`
+    with torch's initialisation, so the same step in logit space takes the head learning
+    rate divided by (width * output_scale)^2.
+    """
+    head_lr = 0.67 / (width * output_scale) ** 2
+    decay = 2e-6 * batch_size  # torch SGD decays by lr * weight_decay per step
+    return {"optimizer": "sgd", "lr": head_lr, "bias_lr_scale": 0.053 / head_lr,
+            "weight_decay": decay / head_lr, "momentum": 0.85, "nesterov": True,
+            "muon": {"lr": 0.24, "momentum": 0.6, "nesterov": True, "ns_steps": 3},
+            "schedule": {"kind": "warmup_linear", "warmup": 0.0, "start": 1.0, "end": 0.0}}
+
+
+def _airbench_preset(widths: list[int], batch_size: int, optimizer: str) -> dict[str, Any]:
+    """The airnet recipe at `widths`, optimised as airbench94 ("sgd": Nesterov SGD with
+    warm-up) or airbench94_muon ("muon": Muon for the filters)."""
+    output_scale = 1 / 9
+    if optimizer == "muon":
+        optimiser = airbench_muon(batch_size, widths[-1], output_scale)
+    else:
+        optimiser = {
+            "optimizer": "sgd", "nesterov": True, "muon": None, "bias_lr_scale": 64.0,
+            **airbench_sgd(lr=11.5, weight_decay=0.0153, momentum=0.85, batch_size=batch_size),
+            "schedule": {"kind": "warmup_linear", "warmup": 0.23, "start": 0.2, "end": 0.07}}
     return {
         "model": {"arch": "airnet", "widths": widths, "whiten_kernel": 2, "bn_momentum": 0.4,
-                  "output_scale": 1 / 9, "activation": "gelu"},
+                  "output_scale": output_scale, "activation": "gelu"},
         "epochs": 10,
         "batch_size": batch_size,
-        "optimizer": "sgd",
-        **airbench_sgd(lr=11.5, weight_decay=0.0153, momentum=0.85, batch_size=batch_size),
-        "nesterov": True,
-        "muon": None,
-        "bias_lr_scale": 64.0,
+        **optimiser,
         "loss_reduction": "sum",
         "label_smoothing": 0.2,
-        "schedule": {"kind": "warmup_linear", "warmup": 0.23, "start": 0.2, "end": 0.07},
         "lookahead": {"every": 5, "decay": 0.95},
         "whiten_bias_epochs": 3,
         "crop_pad": 2,
@@ -51,8 +75,10 @@ def _airbench_preset(widths: list[int], batch_size: int) -> dict[str, Any]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": _airbench_preset([48, 128, 128], batch_size=512),
-    "best": _airbench_preset([64, 256, 256], batch_size=1024),
+    "fast": _airbench_preset([48, 128, 128], batch_size=2000, optimizer="muon"),
+    "best": _airbench_preset([64, 256, 256], batch_size=2000, optimizer="muon"),
+    "fast-sgd": _airbench_preset([48, 128, 128], batch_size=512, optimizer="sgd"),
+    "best-sgd": _airbench_preset([64, 256, 256], batch_size=1024, optimizer="sgd"),
     "course": {
         "model": {"arch": "course", "widths": [32, 64, 128], "hidden": 256},
         "epochs": 10,

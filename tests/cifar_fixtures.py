@@ -65,11 +65,11 @@ def trained_run_fixture(shared_cifar_root: Path, tmp_path_factory: pytest.TempPa
     return out
 
 
-def tiny_config(data_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """The `fast` preset shrunk to a seconds-long CPU run on the synthetic data."""
+def tiny_config(data_dir: Path, preset: str = "fast", **overrides: Any) -> dict[str, Any]:
+    """The `preset` shrunk to a seconds-long CPU run on the synthetic data."""
     settings = {"data_dir": str(data_dir), "device": "cpu", "threads": 2, "epochs": 1,
                 "batch_size": 64, "eval_batch_size": 32}
-    return resolve_config("fast", **{**settings, **overrides})
+    return resolve_config(preset, **{**settings, **overrides})
 
 
 def real_cifar_dir() -> Path | None:

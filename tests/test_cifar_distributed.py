@@ -57,8 +57,8 @@ def _config(data_dir: Path, engine: str, preset: str, **overrides) -> dict:
     if engine == "torch":
         settings.update(precision="fp32", channels_last=False)
     config = resolve_config(preset, **settings)
-    config["model"] = NO_NORM_AIRNET if preset == "fast" else NO_NORM_COURSE
-    if preset == "fast":
+    config["model"] = NO_NORM_AIRNET if preset.startswith("fast") else NO_NORM_COURSE
+    if preset.startswith("fast"):
         config.update(whiten_bias_epochs=1, lookahead={"every": 2, "decay": 0.9})
     return config
 
@@ -78,9 +78,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("engine", ["torch", "pynet"])
-@pytest.mark.parametrize("preset", ["fast", "course"], ids=["sum-loss", "mean-loss"])
+@pytest.mark.parametrize("preset", ["fast-sgd", "course"], ids=["sum-loss", "mean-loss"])
 def test_two_processes_take_the_one_process_steps_without_batchnorm(
         engine: str, preset: str, shared_cifar_root: Path, tmp_path: Path):
+    # `fast-sgd`, not `fast`: Muon's Newton-Schulz iteration turns the gradient's round-off
+    # into ~5e-6 of its (unit-sized) step, and this network without BatchNorm amplifies that
+    # over 14 steps: the weights differ by 1.9e-3 (measured). Muon steps on identical
+    # gradients are identical; what this test checks is how the gradients combine, which
+    # does not depend on the optimiser.
     # Winograd's weight gradient mixes the kernel taps, so a tap whose gradient is exactly 0
     # gets round-off instead, and Adam (the mean-loss preset), dividing by the gradient's own
     # size, turns that into steps of ~1e-2 lr: two epochs later two processes differ by ~1e-3,

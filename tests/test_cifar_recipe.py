@@ -20,8 +20,8 @@ SMALL_AIRNET = {"arch": "airnet", "widths": [8, 16, 16], "whiten_kernel": 2,
                 "bn_momentum": 0.4, "output_scale": 1 / 9, "activation": "gelu"}
 
 
-def _config(**overrides) -> dict:
-    config = resolve_config("fast", device="cpu", threads=1, **overrides)
+def _config(preset: str = "fast", **overrides) -> dict:
+    config = resolve_config(preset, device="cpu", threads=1, **overrides)
     config["model"] = SMALL_AIRNET
     return config
 
@@ -55,7 +55,7 @@ def test_frozen_and_per_epoch_trainable_parameters_follow_the_recipe():
 
 
 def test_sgd_groups_give_batchnorm_biases_the_scaled_rate():
-    config = _config()
+    config = _config("fast-sgd")
     params = named_parameter_layers(build_model(SMALL_AIRNET))
     biases, others = param_groups(params, config)
     assert biases["params"] == [n for n, layer in params
@@ -65,7 +65,7 @@ def test_sgd_groups_give_batchnorm_biases_the_scaled_rate():
 
 
 def test_muon_takes_the_trained_filters_and_sgd_every_bias_and_the_head():
-    config = _config(muon={"lr": 0.2, "momentum": 0.6})
+    config = _config("fast")
     params = named_parameter_layers(build_model(SMALL_AIRNET))
     filters = muon_filters(params, config)
     assert filters == [f"groups.{g}.{i}.weight" for g in range(3) for i in (0, 4)]
@@ -74,7 +74,7 @@ def test_muon_takes_the_trained_filters_and_sgd_every_bias_and_the_head():
                                                   if layer == "BatchNorm2d" and n.endswith("bias")]
     frozen_scales = [n for n, layer in params if layer == "BatchNorm2d" and n.endswith("weight")]
     assert others["params"] == ["whiten.weight", *frozen_scales, "head.weight"]
-    assert muon_filters(params, _config()) == []  # the presets without Muon: SGD for all
+    assert muon_filters(params, _config("fast-sgd")) == []  # without Muon: SGD for all
 
 
 @pytest.mark.parametrize("engine_type", [Engine, PynetEngine], ids=["torch", "pynet"])

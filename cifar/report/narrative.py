@@ -105,8 +105,15 @@ def extra_features(config: dict[str, Any], summary: dict[str, Any] | None,
         used.append(f"Learning-rate schedule: {describe_schedule(schedule)}{seen}.")
     else:
         off.append("learning-rate schedule (constant LR)")
+    muon = config.get("muon")
+    if muon:
+        used.append(f"Muon for the 3×3 convolution filters: Nesterov momentum "
+                    f"{muon['momentum']:g} orthogonalised by {muon.get('ns_steps', 3)} "
+                    f"Newton-Schulz steps, learning rate {muon['lr']:g}, each filter bank "
+                    f"renormalised before its step; biases and the head train with SGD.")
     if config.get("optimizer") == "sgd" and config.get("bias_lr_scale", 1) != 1:
-        used.append(f"Batch-norm biases learn {config['bias_lr_scale']:g}× faster, with "
+        which = "Biases" if muon else "Batch-norm biases"
+        used.append(f"{which} learn at {config['bias_lr_scale']:.3g}× the learning rate, with "
                     f"weight decay divided by the same factor.")
     if config.get("loss_reduction") == "sum":
         used.append("Loss summed over the batch (airbench's hyperparameters converted to "

@@ -20,6 +20,8 @@ def describe_schedule(schedule: dict[str, Any] | None) -> str:
         return "unknown"
     if schedule.get("kind") == "constant":
         return "constant"
+    if schedule.get("kind") == "warmup_linear" and not schedule.get("warmup"):
+        return f"linear decay from 1× to {schedule['end']:g}× at the last step"
     if schedule.get("kind") == "warmup_linear":
         return (f"linear warm-up from {schedule['start']:g}× to 1× over the first "
                 f"{100 * schedule['warmup']:.0f}% of steps, then linear decay to "
@@ -55,7 +57,14 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
     if key == "tta_level":
         return str(value), TTA_VIEWS.get(value, "")
     if key == "bias_lr_scale":
-        return f"{value:g}", "learning-rate multiplier for batch-norm biases"
+        return f"{value:.4g}", ("learning-rate multiplier for every bias" if config.get("muon")
+                                else "learning-rate multiplier for batch-norm biases")
+    if key == "muon":
+        if not value:
+            return "off", ""
+        return (f"lr {value['lr']:g}, momentum {value['momentum']:g}",
+                f"3×3 filters; {value.get('ns_steps', 3)} Newton-Schulz steps, "
+                f"{'Nesterov, ' if value.get('nesterov', True) else ''}renormalised")
     if key == "weight_decay":
         return f"{value:.4g}", ("torch SGD form (multiplied by the LR)"
                                 if config.get("optimizer") == "sgd" else "")
@@ -80,7 +89,7 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
 LABELS = {
     "epochs": "Epochs", "batch_size": "Batch size", "optimizer": "Optimizer",
     "lr": "Learning rate", "momentum": "Momentum", "nesterov": "Nesterov",
-    "weight_decay": "Weight decay", "bias_lr_scale": "BN-bias LR scale",
+    "weight_decay": "Weight decay", "muon": "Muon (filters)", "bias_lr_scale": "Bias LR scale",
     "loss_reduction": "Loss reduction", "label_smoothing": "Label smoothing",
     "schedule": "LR schedule", "lookahead": "Lookahead",
     "whiten_bias_epochs": "Whitening-bias epochs", "crop_pad": "Random crop",
