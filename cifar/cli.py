@@ -84,15 +84,22 @@ def main() -> None:
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds a process waits for the others "
               "(forming the group, each collective) before it stops. [default: 300]")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Change any config entry, nested ones by dotted key; VALUE is JSON "
+              "(repeatable): --set muon.lr=0.16 --set model.widths=[56,160,160] "
+              "--set lookahead=null. Applied after the other options.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @_one_line_errors
 def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile_model: bool,
-          **overrides: Any) -> None:
+          settings: tuple[str, ...], **overrides: Any) -> None:
     """Train a model and write its run directory.
 
     Runs unchanged under torchrun (`torchrun --standalone --nproc-per-node N -m cifar train
     ...`): --batch-size stays the global batch, rank 0 writes the run directory."""
-    config = resolve_config(preset, compile=compile_model, **overrides)
+    if resume is not None and settings:
+        raise click.UsageError("--set: a resumed run keeps the recipe in its config.json; "
+                               "drop --set, or start a new run")
+    config = resolve_config(preset, settings, compile=compile_model, **overrides)
     if out is None and resume is None:
         out = f"runs/{preset}-s{config['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_training(config, out=out, resume=resume, quiet=quiet)

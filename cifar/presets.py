@@ -8,7 +8,10 @@ takes; everything else drives the optimiser, schedule, augmentation and evaluati
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
+
+from cifar.settings import apply_settings, parse_setting
 
 AIRBENCH_KILOSTEP = 1024
 
@@ -123,8 +126,10 @@ PYNET_SETTINGS: dict[str, Any] = {"precision": "fp32", "channels_last": False, "
                                   "device": "cpu"}
 
 
-def resolve_config(preset: str, **overrides: Any) -> dict[str, Any]:
-    """The preset's configuration with the run defaults and the non-None `overrides` applied."""
+def resolve_config(preset: str, settings: Sequence[str] = (), **overrides: Any
+                   ) -> dict[str, Any]:
+    """The preset's configuration with the run defaults, the non-None `overrides` and then
+    the `settings` ("KEY=VALUE", `cifar.settings.apply_settings`) applied."""
     if preset not in PRESETS:
         raise KeyError(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
     config = {"preset": preset, **copy.deepcopy(PRESETS[preset]), **RUN_DEFAULTS}
@@ -132,10 +137,13 @@ def resolve_config(preset: str, **overrides: Any) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"config: unknown keys {unknown}")
     config.update({k: v for k, v in overrides.items() if v is not None})
+    apply_settings(config, settings)
     if config["engine"] == "pynet":
+        explicit = {**overrides, **{path[0]: value for path, value in map(parse_setting, settings)
+                                    if len(path) == 1}}
         for key, value in PYNET_SETTINGS.items():
-            if overrides.get(key) not in (None, value, RUN_DEFAULTS.get(key)):
+            if explicit.get(key) not in (None, value, RUN_DEFAULTS.get(key)):
                 raise ValueError(f"--engine pynet: expected {key} {value!r} (PyNet computes in "
-                                 f"float32 on NCHW arrays), got {overrides[key]!r}")
+                                 f"float32 on NCHW arrays), got {explicit[key]!r}")
             config[key] = value
     return config
