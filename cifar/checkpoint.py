@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,26 @@ def model_checkpoint(model: nn.Module, config: dict[str, Any], classes: list[str
     class names."""
     return {"format": "cifar-model-v1", "config": config, "classes": classes,
             "model": model.state_dict()}
+
+
+def optimizer_states(optimizers: list[Any], schedulers: list[Any],
+                     to_saved: Callable[[Any], Any] = lambda state: state) -> dict[str, Any]:
+    """The optimisers' part of `last.pt`, for either engine: the main optimiser and its
+    scheduler under "optimizer" and "scheduler", Muon's (if any) under "muon". `to_saved`
+    converts an optimiser's state (the PyNet engine's arrays to tensors)."""
+    (main, *muon), (main_schedule, *muon_schedule) = optimizers, schedulers
+    return {"optimizer": to_saved(main.state_dict()), "scheduler": main_schedule.state_dict(),
+            "muon": {"optimizer": to_saved(muon[0].state_dict()),
+                     "scheduler": muon_schedule[0].state_dict()} if muon else None}
+
+
+def load_optimizer_states(state: dict[str, Any], optimizers: list[Any], schedulers: list[Any],
+                          from_saved: Callable[[Any], Any] = lambda state: state) -> None:
+    """Restore what `optimizer_states` saved into the same `optimizers` and `schedulers`."""
+    saved = [(state["optimizer"], state["scheduler"])]
+    if len(optimizers) > 1:
+        saved.append((state["muon"]["optimizer"], state["muon"]["scheduler"]))
+    for optimizer, scheduler, (optimizer_state, scheduler_state) in zip(
+            optimizers, schedulers, saved, strict=True):
+        optimizer.load_state_dict(from_saved(optimizer_state))
+        scheduler.load_state_dict(scheduler_state)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cifar.checkpoint import model_checkpoint
+from cifar.checkpoint import load_optimizer_states, model_checkpoint, optimizer_states
 from cifar.data import Split
 from cifar.distributed import World
 from cifar.errors import CifarError
@@ -60,8 +60,8 @@ class Engine:
         self.step = 0
         self.params = named_parameter_layers(self.model)
         self.optimizer = self._make_optimizer()
-        self.muon = self._make_muon()
-        self.optimizers = [opt for opt in (self.optimizer, self.muon) if opt is not None]
+        muon = self._make_muon()
+        self.optimizers = [self.optimizer, muon] if muon is not None else [self.optimizer]
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(config["schedule"], s, self.total_steps))
             for opt in self.optimizers]
@@ -182,20 +182,14 @@ class Engine:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: model, optimisers, schedulers, Lookahead and step."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.schedulers[0].state_dict(), "step": self.step,
-                "muon": {"optimizer": self.muon.state_dict(),
-                         "scheduler": self.schedulers[1].state_dict()} if self.muon else None,
+        return {"model": self.model.state_dict(),
+                **optimizer_states(self.optimizers, self.schedulers), "step": self.step,
                 "lookahead": self.lookahead.slow if self.lookahead else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedulers[0].load_state_dict(state["scheduler"])
-        if self.muon is not None:
-            self.muon.load_state_dict(state["muon"]["optimizer"])
-            self.schedulers[1].load_state_dict(state["muon"]["scheduler"])
+        load_optimizer_states(state, self.optimizers, self.schedulers)
         self.step = state["step"]
         if self.lookahead is not None:
             for name, value in state["lookahead"].items():

@@ -137,10 +137,10 @@ def resolve_config(preset: str, settings: Sequence[str] = (), **overrides: Any
     if unknown:
         raise KeyError(f"config: unknown keys {unknown}")
     config.update({k: v for k, v in overrides.items() if v is not None})
-    apply_settings(config, settings)
+    parsed = [parse_setting(text) for text in settings]
+    apply_settings(config, parsed)
     if config["engine"] == "pynet":
-        explicit = {**overrides, **{path[0]: value for path, value in map(parse_setting, settings)
-                                    if len(path) == 1}}
+        explicit = {**overrides, **{path[0]: value for path, value in parsed if len(path) == 1}}
         for key, value in PYNET_SETTINGS.items():
             if explicit.get(key) not in (None, value, RUN_DEFAULTS.get(key)):
                 raise ValueError(f"--engine pynet: expected {key} {value!r} (PyNet computes in "

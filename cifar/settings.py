@@ -26,12 +26,12 @@ def parse_setting(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_settings(config: dict[str, Any], settings: Sequence[str]) -> dict[str, Any]:
-    """Apply `settings` ("KEY=VALUE" strings) to `config` in place and return it. Every key
-    must exist already, and a value must have the type of the one it replaces (int and float
-    mix; null or a dict may replace a dict, or null)."""
-    for text in settings:
-        path, value = parse_setting(text)
+def apply_settings(config: dict[str, Any], settings: Sequence[tuple[list[str], Any]]
+                   ) -> dict[str, Any]:
+    """Apply `settings` ((path, value) pairs from `parse_setting`) to `config` in place and
+    return it. Every key must exist already, and a value must have the type of the one it
+    replaces (int and float mix; null or a dict may replace a dict, or null)."""
+    for path, value in settings:
         parent = config
         for depth, part in enumerate(path[:-1]):
             parent = parent.get(part) if isinstance(parent, dict) else None

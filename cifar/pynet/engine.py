@@ -17,7 +17,7 @@ import torch
 
 import backends
 from backends.memory import reuse_freed_memory
-from cifar.checkpoint import model_checkpoint
+from cifar.checkpoint import load_optimizer_states, model_checkpoint, optimizer_states
 from cifar.data import Split
 from cifar.distributed import World
 from cifar.errors import CifarError
@@ -104,8 +104,8 @@ class PynetEngine:
         self.criterion = self.nn.CrossEntropyLoss(label_smoothing=config["label_smoothing"],
                                                   reduction="none")
         self.optimizer = self._make_optimizer()
-        self.muon = self._make_muon()
-        self.optimizers = [opt for opt in (self.optimizer, self.muon) if opt is not None]
+        muon = self._make_muon()
+        self.optimizers = [self.optimizer, muon] if muon is not None else [self.optimizer]
         self.group_params = [list(g["params"]) for opt in self.optimizers
                              for g in opt.param_groups]
         self.schedulers = [LambdaLR(opt, lambda s: lr_factor(config["schedule"], s,
@@ -228,20 +228,14 @@ class PynetEngine:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as tensors; the model under torch's names."""
         return {"model": to_torch_state(self.model),
-                "optimizer": _tensors(self.optimizer.state_dict()),
-                "scheduler": self.schedulers[0].state_dict(), "step": self.step,
-                "muon": {"optimizer": _tensors(self.muon.state_dict()),
-                         "scheduler": self.schedulers[1].state_dict()} if self.muon else None,
+                **optimizer_states(self.optimizers, self.schedulers, _tensors),
+                "step": self.step,
                 "lookahead": _tensors(self.lookahead.slow) if self.lookahead else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
         load_torch_state(self.model, state["model"])
-        self.optimizer.load_state_dict(_arrays(state["optimizer"]))
-        self.schedulers[0].load_state_dict(state["scheduler"])
-        if self.muon is not None:
-            self.muon.load_state_dict(_arrays(state["muon"]["optimizer"]))
-            self.schedulers[1].load_state_dict(state["muon"]["scheduler"])
+        load_optimizer_states(state, self.optimizers, self.schedulers, _arrays)
         self.step = state["step"]
         if self.lookahead is not None:
             self.lookahead.slow = _arrays(state["lookahead"])
