@@ -27,21 +27,28 @@ def normalize(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor
 
 
 def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator,
-                part: slice = slice(None)) -> torch.Tensor:
-    """Crop each image at a random offset after reflect-padding by `pad` pixels. The offsets
-    are drawn for all of `images`; only those in `part` are cropped and returned."""
-    if pad == 0:
-        return images[part]
-    n = len(images)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)[part].to(images.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)[part].to(images.device)
-    images = images[part]
+                part: slice = slice(None), size: int | None = None) -> torch.Tensor:
+    """Crop a `size` x `size` window (default: the image's own size) from each image at a
+    random offset after reflect-padding by `pad` pixels. The offsets are drawn for all of
+    `images`; only those in `part` are cropped and returned."""
     h, w = images.shape[2:]
-    padded = F.pad(images.float(), (pad,) * 4, mode="reflect").to(images.dtype)
-    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-    index = torch.arange(len(images), device=images.device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    out_h, out_w = (h, w) if size is None else (size, size)
+    if pad == 0 and (out_h, out_w) == (h, w):
+        return images[part]
+    if not 0 < out_h <= h + 2 * pad or not 0 < out_w <= w + 2 * pad:
+        raise ValueError(f"crop size: expected 1 to {min(h, w) + 2 * pad} pixels for "
+                         f"{h}x{w} images padded by {pad}, got {size}")
+    n = len(images)
+    dy = torch.randint(0, h + 2 * pad - out_h + 1, (n,), generator=generator)[part]
+    dx = torch.randint(0, w + 2 * pad - out_w + 1, (n,), generator=generator)[part]
+    images = images[part]
+    device = images.device
+    padded = F.pad(images.float(), (pad,) * 4, mode="reflect").to(images.dtype) if pad \
+        else images
+    rows = (dy.to(device)[:, None] + torch.arange(out_h, device=device))[:, None, :, None]
+    cols = (dx.to(device)[:, None] + torch.arange(out_w, device=device))[:, None, None, :]
+    index = torch.arange(len(images), device=device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
     return padded[index, channels, rows, cols]
 
 
@@ -78,8 +85,10 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def train_batches(
     split: Split, batch_size: int, seed: int, epoch: int, crop_pad: int, flip: str,
     channels_last: bool = False, shard: Callable[[int], slice] | None = None,
+    crop_size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield shuffled, augmented, normalised (inputs, labels) batches; the last partial one too.
+    The crops are `crop_size` pixels square (default: the images' size).
 
     With `shard` (`World.shard`), yield only this process's part of each global batch: the
     order and augmentation are drawn for the whole batch, as in a single process."""
@@ -91,7 +100,7 @@ def train_batches(
         batch = order[start:start + batch_size]
         part = shard(len(batch)) if shard else slice(None)
         images = random_crop(split.images[batch.to(split.images.device)], crop_pad, generator,
-                             part)
+                             part, crop_size)
         idx = batch[part]
         if flips is not None:
             images = flip_where(images, flips[idx])

@@ -29,6 +29,13 @@ WHITENING_IMAGES = 5000
 MACHINE_SETTINGS = ("device", "threads", "data_dir", "dist_timeout")
 
 
+def crop_size(config: dict[str, Any], epoch: int) -> int | None:
+    """The training crops' size in `epoch` (0-based): `early_crops["size"]` during the first
+    `early_crops["epochs"]` epochs, else None (the images' own size)."""
+    early = config.get("early_crops")
+    return early["size"] if early and epoch < early["epochs"] else None
+
+
 def _run_epoch(engine: Engine, split: Split, epoch: int, world: World,
                quiet: bool) -> tuple[float, float]:
     """Train one epoch; return the global mean train loss and train accuracy."""
@@ -40,7 +47,8 @@ def _run_epoch(engine: Engine, split: Split, epoch: int, world: World,
                disable=quiet or not world.is_main, leave=False, dynamic_ncols=True)
     for inputs, labels in train_batches(split, cfg["batch_size"], cfg["seed"], epoch,
                                         cfg["crop_pad"], cfg["flip"], cfg["channels_last"],
-                                        world.shard if world.distributed else None):
+                                        world.shard if world.distributed else None,
+                                        crop_size(cfg, epoch)):
         batch_loss, batch_correct, batch_size = engine.train_step(inputs, labels)
         loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
             seen + batch_size
@@ -94,6 +102,19 @@ def _check_shards(n_train: int, batch_size: int, world: World) -> None:
                          f"process at least one image")
 
 
+def _check_early_crops(config: dict[str, Any], image_size: int) -> None:
+    early = config.get("early_crops")
+    if early is None:
+        return
+    largest = image_size + 2 * config["crop_pad"]
+    size, epochs = (early.get("size"), early.get("epochs")) if isinstance(early, dict) \
+        else (None, None)
+    if not (type(size) is int and 0 < size <= largest and type(epochs) is int and epochs >= 0):
+        raise CifarError(f"early_crops: expected null or {{\"size\": 1 to {largest} (the "
+                         f"{image_size}-pixel images padded by crop_pad {config['crop_pad']}), "
+                         f"\"epochs\": a count of epochs}}, got {early!r}")
+
+
 def train(config: dict[str, Any], out: str | os.PathLike | None = None,
           resume: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume) a run and return its summary; `config` is ignored when resuming,
@@ -131,6 +152,7 @@ def _train(config: dict[str, Any], run: RunDir, state: dict[str, Any] | None, wo
     test_split = load_split(data_dir, train=False).subset(config["test_subset"]).to(device)
     classes = load_classes(batches_dir(data_dir))
     _check_shards(len(train_split.labels), config["batch_size"], world)
+    _check_early_crops(config, train_split.images.shape[-1])
     say = (lambda message: None) if quiet or not world.is_main else tqdm.write
 
     torch.manual_seed(config["seed"])

@@ -87,6 +87,28 @@ def test_random_crop_without_padding_is_identity_and_with_padding_shifts_pixels(
                for i in range(2) for c in range(3))
 
 
+@pytest.mark.parametrize("pad", [0, 2])
+def test_random_crop_of_a_smaller_size_takes_windows_of_the_padded_image(pad: int) -> None:
+    images = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8)
+    cropped = random_crop(images, pad, torch.Generator().manual_seed(0), size=24)
+    assert cropped.shape == (16, 3, 24, 24) and cropped.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images.float(), (pad,) * 4, mode="reflect") if pad \
+        else images.float()
+    windows = padded.unfold(2, 24, 1).unfold(3, 24, 1)  # N, C, rows, cols, 24, 24
+    offsets = set()
+    for i in range(16):
+        match = (windows[i] == cropped[i].float()[:, None, None]).flatten(3).all(3).all(0)
+        assert match.any(), f"crop {i} is not a window of its padded image"
+        offsets.add(tuple(match.nonzero()[0].tolist()))
+    assert len(offsets) > 1, "every crop came from the same offset"
+
+
+def test_random_crop_larger_than_the_padded_image_is_refused() -> None:
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="crop size: expected 1 to 36 .* got 37"):
+        random_crop(images, 2, torch.Generator(), size=37)
+
+
 def test_flip_where_mirrors_exactly_the_selected_images() -> None:
     images = torch.randint(0, 255, (64, 3, 32, 32), dtype=torch.uint8)
     mask = flip_mask(64, 0, 0, "random", torch.Generator().manual_seed(0))
@@ -113,6 +135,9 @@ def test_train_batches_depend_only_on_seed_and_epoch(cifar_root: Path) -> None:
     assert not torch.equal(first_batch(0, 1), first_batch(1, 1))
     batches = list(train_batches(split, 64, 0, 0, crop_pad=2, flip="alternate"))
     assert [len(y) for _, y in batches] == [64, 64, 64, 8]
+    small = list(train_batches(split, 64, 0, 0, crop_pad=2, flip="alternate", crop_size=24))
+    assert [x.shape[-2:] for x, _ in small] == [(24, 24)] * 4
+    assert all(torch.equal(y, y_small) for (_, y), (_, y_small) in zip(batches, small, strict=True))
 
 
 def test_normalize_standardises_channels() -> None:

@@ -88,6 +88,34 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+@pytest.mark.parametrize("engine", ["torch", "pynet"])
+def test_early_crops_train_on_small_crops_first_then_full_size_images(
+        engine: str, shared_cifar_root: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(shared_cifar_root, epochs=2, engine=engine)
+    config["early_crops"] = {"size": 24, "epochs": 1}
+    engine_type = PynetEngine if engine == "pynet" else Engine
+    real_step, sizes = engine_type.train_step, []
+
+    def recording_step(self, inputs: torch.Tensor, labels: torch.Tensor):
+        sizes.append(tuple(inputs.shape[-2:]))
+        return real_step(self, inputs, labels)
+
+    monkeypatch.setattr(engine_type, "train_step", recording_step)
+    summary = train(config, out=tmp_path / "run", quiet=True)
+    assert sizes == [(24, 24)] * 4 + [(32, 32)] * 4
+    assert 0 <= summary["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("early_crops", [{"size": 37, "epochs": 1}, {"size": 24},
+                                         {"size": 24, "epochs": -1}, [24, 1]])
+def test_bad_early_crops_are_refused_naming_the_setting(
+        early_crops: object, shared_cifar_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(shared_cifar_root, early_crops=early_crops)
+    with pytest.raises(CifarError, match=r"early_crops: expected null or \{\"size\": 1 to 36"):
+        train(config, out=tmp_path / "run", quiet=True)
+
+
 def test_same_seed_gives_same_metrics_and_other_seed_differs(
         trained_run: Path, shared_cifar_root: Path, tmp_path: Path) -> None:
     for name, seed in (("same", 0), ("other", 1)):

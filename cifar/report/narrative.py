@@ -131,6 +131,10 @@ def extra_features(config: dict[str, Any], summary: dict[str, Any] | None,
     augment = []
     if config.get("crop_pad"):
         augment.append(f"random crops after {config['crop_pad']}-pixel reflect padding")
+    early = config.get("early_crops")
+    if early:
+        augment.append(f"{early['size']}×{early['size']} crops in the first {early['epochs']} "
+                       f"epochs (cheaper steps), full-size ones after")
     if config.get("flip") not in (None, False, "none"):
         augment.append(f"left-right flips ({describe_flip(config['flip'])})")
     if augment:

@@ -52,6 +52,11 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
                 "slow weights, decay ramped as decay^every·(t/T)³; final model = slow weights")
     if key == "crop_pad":
         return str(value), (f"reflect-pad {value} px, random 32×32 crop" if value else "off")
+    if key == "early_crops":
+        if not value:
+            return "off", ""
+        return (f"{value['size']}×{value['size']} for {value['epochs']} epochs",
+                "smaller random crops first, then full size")
     if key == "flip":
         return str(value), describe_flip(value)
     if key == "tta_level":
@@ -93,6 +98,7 @@ LABELS = {
     "loss_reduction": "Loss reduction", "label_smoothing": "Label smoothing",
     "schedule": "LR schedule", "lookahead": "Lookahead",
     "whiten_bias_epochs": "Whitening-bias epochs", "crop_pad": "Random crop",
+    "early_crops": "Early crops",
     "flip": "Flip", "tta_level": "TTA level", "precision": "Precision",
     "channels_last": "channels_last", "compile": "torch.compile", "eval_every": "Evaluate every",
     "seed": "Seed", "device": "Device", "threads": "Threads", "data_dir": "Data directory",
