@@ -82,7 +82,7 @@ def curves_figure(metrics: list[dict[str, float | None]]) -> Figure:
 
 def lr_figure(curve: LrCurve, metrics: list[dict[str, float | None]]) -> Figure:
     """LR per optimiser step, with metrics.csv's per-epoch values marked; or per epoch."""
-    fig = _new(2.3)
+    fig = _new(2.0)
     ax = fig.add_subplot()
     if curve.per_step:
         ax.plot(curve.steps, curve.lrs, lw=1.5, label="rebuilt per step")
