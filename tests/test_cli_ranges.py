@@ -11,11 +11,13 @@ from click.testing import CliRunner
 from bench.cli import main as bench_main
 from bench.epoch import main as bench_epoch
 from bench.interop import main as bench_interop
+from bench.step import main as bench_step
 from cifar.cli import main as cifar_main
 from cifar.pipeline import EPOCH_SEED_STRIDE, MAX_SEED, epoch_generator
 
 COMMANDS = {"python -m cifar": cifar_main, "pynet-bench": bench_main,
-            "python -m bench.epoch": bench_epoch, "python -m bench.interop": bench_interop}
+            "python -m bench.epoch": bench_epoch, "python -m bench.interop": bench_interop,
+            "python -m bench.step": bench_step}
 
 
 def _options(name: str, command: click.Command) -> list[tuple[str, click.Option]]:
@@ -71,3 +73,23 @@ def test_the_range_limits_themselves_are_accepted(args: list[str]) -> None:
 def test_the_extreme_seeds_seed_every_epochs_generator(seed: int) -> None:
     for epoch in (0, EPOCH_SEED_STRIDE - 1):
         epoch_generator(seed, epoch)
+
+
+def test_bench_step_times_every_width_at_every_size() -> None:
+    result = CliRunner().invoke(bench_step, [
+        "--widths", "8,16,16", "--widths", "8,24,24", "--sizes", "32,24", "--batch-size", "8",
+        "--threads", "1", "--rounds", "1", "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(" | ") for line in result.output.splitlines()
+            if line.startswith("| 8,")]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("| 8,16,16", "32"), ("| 8,16,16", "24"), ("| 8,24,24", "32"), ("| 8,24,24", "24")]
+    assert rows[0][3] == "1.00 |" and all(float(row[2]) > 0 for row in rows)
+
+
+@pytest.mark.parametrize("args", [["--widths", "8,16"], ["--widths", "8,x,16"],
+                                  ["--sizes", "32,0"]], ids=" ".join)
+def test_bench_step_refuses_malformed_lists_naming_the_option(args: list[str]) -> None:
+    result = CliRunner().invoke(bench_step, [*args, "--batch-size", "4", "--rounds", "1"])
+    assert result.exit_code == 2 and f"Invalid value for {args[0]}: expected" in result.output, \
+        result.output

@@ -1,0 +1,90 @@
+"""``python -m bench.step``: seconds per training step of a preset's network, per width and
+crop size, measured side by side.
+
+What a wider network costs, and what smaller crops in the early epochs (`early_crops`) save,
+decide whether a change fits the wall-clock budget; this measures it with the trainer's own
+`Engine` step (optimisers, Lookahead and all) on random images. Each round times every
+(widths, size) pair once, `--steps` steps after one warm-up step, and keeps the fastest of
+them; the table gives the median over the rounds and its ratio to the first pair's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import click
+import torch
+
+from cifar.engine import Engine
+from cifar.presets import PRESETS, resolve_config
+
+
+def _int_list(text: str, option: str, count: int | None = None) -> list[int]:
+    """"48,128,128" -> [48, 128, 128]; a usage error naming `option` otherwise."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1 or count is not None and len(values) != count:
+        size = f"{count} " if count else ""
+        raise click.BadParameter(f"expected {size}comma-separated positive integers, got "
+                                 f"{text!r}", param_hint=option)
+    return values
+
+
+def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> float:
+    """The fastest of `steps` training steps on random `size`-pixel images (after a warm-up)."""
+    inputs = torch.randn(batch_size, 3, size, size)
+    if engine.config["channels_last"]:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch_size,))
+    engine.start_epoch(engine.config["whiten_bias_epochs"])  # the usual, later-epoch step
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        engine.train_step(inputs, labels)
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="fast", show_default=True)
+@click.option("--widths", "widths", multiple=True, metavar="A,B,C",
+              help="Widths of the network's three groups; repeat to compare. "
+                   "[default: the preset's]")
+@click.option("--sizes", default="32", show_default=True, metavar="S,...",
+              help="Image sizes to time each network at (e.g. 32,24).")
+@click.option("--batch-size", type=click.IntRange(1), help="[default: the preset's]")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=2, show_default=True,
+              help="Timed steps per pair and round (the fastest counts).")
+def main(preset: str, widths: tuple[str, ...], sizes: str, batch_size: int | None,
+         threads: int, rounds: int, steps: int) -> None:
+    """Time a training step of PRESET's network at each of --widths and --sizes."""
+    torch.set_num_threads(threads)
+    base = resolve_config(preset, device="cpu", threads=threads)
+    batch_size = batch_size or base["batch_size"]
+    engines = {}
+    for text in widths or [",".join(map(str, base["model"]["widths"]))]:
+        _int_list(text, "--widths", count=len(base["model"]["widths"]))
+        config = resolve_config(preset, device="cpu", threads=threads,
+                                settings=[f"model.widths=[{text}]"])
+        torch.manual_seed(0)
+        engines[text] = Engine(config, steps_per_epoch=1000, device=torch.device("cpu"))
+    pairs = [(text, size) for text in engines for size in _int_list(sizes, "--sizes")]
+    seconds: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
+    for _ in range(rounds):
+        for text, size in pairs:
+            seconds[text, size].append(step_seconds(engines[text], batch_size, size, steps))
+    first = statistics.median(seconds[pairs[0]])
+    click.echo(f"{preset}, batch {batch_size}, {threads} threads, {rounds} rounds\n"
+               "| widths | size | step (s), median | × first |\n|---|---|---|---|")
+    for text, size in pairs:
+        median = statistics.median(seconds[text, size])
+        click.echo(f"| {text} | {size} | {median:.3f} | {median / first:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
