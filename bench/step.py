@@ -10,6 +10,7 @@ them; the table gives the median over the rounds and its ratio to the first pair
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -20,17 +21,25 @@ from cifar.engine import Engine
 from cifar.presets import PRESETS, resolve_config
 
 
-def _int_list(text: str, option: str, count: int | None = None) -> list[int]:
+def _positive_ints(text: str, option: str) -> list[int]:
     """"48,128,128" -> [48, 128, 128]; a usage error naming `option` otherwise."""
     try:
         values = [int(part) for part in text.split(",")]
     except ValueError:
         values = []
-    if not values or min(values) < 1 or count is not None and len(values) != count:
-        size = f"{count} " if count else ""
-        raise click.BadParameter(f"expected {size}comma-separated positive integers, got "
-                                 f"{text!r}", param_hint=option)
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers, got {text!r}",
+                                 param_hint=option)
     return values
+
+
+def _parse_widths(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]
+                  ) -> list[list[int]]:
+    return [_positive_ints(text, "--widths") for text in texts]
+
+
+def _parse_sizes(ctx: click.Context, param: click.Parameter, text: str) -> list[int]:
+    return _positive_ints(text, "--sizes")
 
 
 def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> float:
@@ -50,30 +59,36 @@ def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> floa
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="fast", show_default=True)
-@click.option("--widths", "widths", multiple=True, metavar="A,B,C",
+@click.option("--widths", "widths", multiple=True, metavar="A,B,C", callback=_parse_widths,
               help="Widths of the network's three groups; repeat to compare. "
                    "[default: the preset's]")
-@click.option("--sizes", default="32", show_default=True, metavar="S,...",
+@click.option("--sizes", default="32", show_default=True, metavar="S,...", callback=_parse_sizes,
               help="Image sizes to time each network at (e.g. 32,24).")
 @click.option("--batch-size", type=click.IntRange(1), help="[default: the preset's]")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=2, show_default=True,
               help="Timed steps per pair and round (the fastest counts).")
-def main(preset: str, widths: tuple[str, ...], sizes: str, batch_size: int | None,
+def main(preset: str, widths: list[list[int]], sizes: list[int], batch_size: int | None,
          threads: int, rounds: int, steps: int) -> None:
     """Time a training step of PRESET's network at each of --widths and --sizes."""
     torch.set_num_threads(threads)
     base = resolve_config(preset, device="cpu", threads=threads)
     batch_size = batch_size or base["batch_size"]
+    groups = len(base["model"]["widths"])
+    widths = widths or [base["model"]["widths"]]
+    for width in widths:
+        if len(width) != groups:
+            raise click.BadParameter(f"expected {groups} widths for preset {preset!r}, got "
+                                     f"{width}", param_hint="--widths")
     engines = {}
-    for text in widths or [",".join(map(str, base["model"]["widths"]))]:
-        _int_list(text, "--widths", count=len(base["model"]["widths"]))
-        config = resolve_config(preset, device="cpu", threads=threads,
-                                settings=[f"model.widths=[{text}]"])
+    for width in widths:
+        config = copy.deepcopy(base)
+        config["model"]["widths"] = width
         torch.manual_seed(0)
-        engines[text] = Engine(config, steps_per_epoch=1000, device=torch.device("cpu"))
-    pairs = [(text, size) for text in engines for size in _int_list(sizes, "--sizes")]
+        engines[",".join(map(str, width))] = Engine(config, steps_per_epoch=1000,
+                                                    device=torch.device("cpu"))
+    pairs = [(text, size) for text in engines for size in sizes]
     seconds: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
     for _ in range(rounds):
         for text, size in pairs:
