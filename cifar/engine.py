@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from backends.memory import reuse_freed_memory
 from cifar.checkpoint import load_optimizer_states, model_checkpoint, optimizer_states
 from cifar.data import Split
 from cifar.distributed import World
@@ -45,6 +46,7 @@ class Engine:
     def __init__(self, config: dict[str, Any], steps_per_epoch: int, device: torch.device,
                  world: World | None = None) -> None:
         self.world = world or World()
+        reuse_freed_memory()  # every step allocates the same activations again
         model = build_model(config["model"])
         if config.get("sync_bn"):
             if device.type != "cuda":
