@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cifar.errors import CheckpointError
+from cifar.max_pool import with_fast_max_pool
 
 ACTIVATIONS = {"gelu": "GELU", "relu": "ReLU"}
 
@@ -134,8 +135,9 @@ class ScaledSequential(torch.nn.Sequential):
 
 def build_model(model_config: dict[str, Any]) -> torch.nn.Module:
     """The torch network that `model_config` describes; frozen parameters (`is_frozen`) have
-    requires_grad False."""
+    requires_grad False. Its max-pools take `cifar.max_pool`'s faster path where it applies."""
     model = ScaledSequential(build_layers(model_config, torch.nn), output_scale(model_config))
+    model = with_fast_max_pool(model)
     for name, layer in named_parameter_layers(model):
         model.get_parameter(name).requires_grad = not is_frozen(model_config, name, layer)
     return model
