@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cifar import max_pool
 from spec.module import Module
 
 
@@ -49,6 +50,7 @@ LAYERS: dict[type[torch.nn.Module], Callable[[SimpleNamespace, Any], Module]] = 
     torch.nn.BatchNorm1d: _batch_norm("BatchNorm1d"),
     torch.nn.BatchNorm2d: _batch_norm("BatchNorm2d"),
     torch.nn.MaxPool2d: _max_pool2d,
+    max_pool.MaxPool2d: _max_pool2d,  # the same layer with a faster bfloat16 path
     torch.nn.AdaptiveMaxPool2d: lambda nn, m: nn.AdaptiveMaxPool2d(m.output_size),
     torch.nn.ReLU: lambda nn, m: nn.ReLU(),
     torch.nn.GELU: lambda nn, m: nn.GELU(m.approximate),
@@ -63,7 +65,7 @@ def _layer(nn: SimpleNamespace, model: torch.nn.Module) -> Module:
     convert = LAYERS.get(type(model))
     if convert is None:
         raise ValueError(f"{type(model).__name__}: no PyNet equivalent (PyNet converts "
-                         f"{', '.join(sorted(t.__name__ for t in LAYERS))} and Sequential)")
+                         f"{', '.join(sorted({t.__name__ for t in LAYERS}))} and Sequential)")
     return convert(nn, model)
 
 
