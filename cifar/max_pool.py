@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
+from torch.nn.modules.utils import _pair
 
 # A NaN's key is this plus its place in the window: above +inf's (0x7F80), so that a NaN beats
 # every number and a later NaN an earlier one, as in torch.
@@ -86,10 +87,15 @@ def _bits(nhwc: torch.Tensor) -> np.ndarray:
     return nhwc.view(torch.int16).numpy()
 
 
+def _threads_as_torch() -> None:
+    """The kernels use as many threads as torch does (numba's pool is its own)."""
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
 class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
-        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        _threads_as_torch()
         n, c, h, w = x.shape
         y = torch.empty((n, h // 2, w // 2, c), dtype=x.dtype)
         winner = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
@@ -100,16 +106,12 @@ class _MaxPool2x2(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor) -> torch.Tensor:
-        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        _threads_as_torch()
         (winner,) = ctx.saved_tensors
         dy = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
         dx = torch.empty(ctx.input_shape, dtype=dy.dtype)
         _backward(_bits(dy), winner.numpy(), _bits(dx))
         return dx.permute(0, 3, 1, 2)
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple | list) else (value, value)
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
