@@ -3,10 +3,16 @@
 * Every jitted function is ``@numba.njit(cache=True)``: compiled on first use (20-30 s
   for both dtypes), saved in ``backends/__pycache__`` and loaded by later processes. Float32
   computes in float32: constants come from ``x.dtype.type`` (a bare ``1.0`` is float64).
-* ``parallel=True`` kernels ``numba.prange`` over samples, (sample, channel) planes or
-  channels, so no two threads write one element. Cross-entropy, on (N, classes), is too
-  small to pay for waking threads and runs serially. ``im2col``/``col2im`` are serial and
-  ``nogil``: :mod:`backends.gemm_conv` runs them on chunks of images in parallel threads.
+* Every kernel is serial and ``nogil``. :func:`backends.threads.parallel_range` runs the
+  layer kernels over pieces of their samples, (sample, channel) planes, channels or
+  elements, so no two threads write one element, and :mod:`backends.gemm_conv` runs
+  ``im2col``/``col2im`` on chunks of images: one pool of threads for all of it, none
+  spinning (no ``parallel=True``: numba's OpenMP workers busy-wait after each kernel and
+  slow the next layer's threads, :mod:`backends.threads`). Cross-entropy, on
+  (N, classes), is too small to pay for waking threads and runs serially.
+* The layer kernels take ``error_model="numpy"``: a division by zero gives inf or NaN, as in
+  torch, instead of a check in the loop that stops it vectorizing (GELU's float32 forward
+  12x slower without it).
 * Convolution and Linear are GEMMs in NumPy's BLAS: convolution is :mod:`backends.gemm_conv`
   with jitted ``im2col``/``col2im``, Linear is :mod:`backends.numpy`'s. No padded copies:
   bounds checks skip the taps outside the input (zero for convolution, -inf for pooling).
@@ -22,6 +28,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -32,6 +39,7 @@ from backends.geometry import (
     window_geometry,
 )
 from backends.numpy import linear_backward, linear_forward
+from backends.threads import parallel_range
 from spec.activation import GELU_KAPPA, INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF
 
 __all__ = ["batch_norm_backward", "batch_norm_forward", "col2im", "conv2d_backward",
@@ -271,10 +279,10 @@ def conv2d_backward_weight(dy: np.ndarray, ctx: tuple) -> tuple[np.ndarray, np.n
 # ---- MaxPool2d ----------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     planes, h, w = x.shape  # x (N*C, H, W), y (N*C, OH, OW), argmax (N*C, OH*OW)
-    for nc in numba.prange(planes):
+    for nc in range(planes):
         for i in range(oh):
             for j in range(ow):
                 best, where = x.dtype.type(-np.inf), -1  # where: r*W + s, -1 if no tap inside
@@ -291,10 +299,10 @@ def _max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
                 y[nc, i, j], argmax[nc, i * ow + j] = best, where
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _max_pool_backward(dy, argmax, dx):
     planes, outputs = dy.shape  # dy, argmax (N*C, OH*OW); dx (N*C, H*W)
-    for nc in numba.prange(planes):  # a plane is one thread's: overlaps add up, no races
+    for nc in range(planes):  # a plane is one thread's: overlaps add up, no races
         dx[nc, :] = 0
         for k in range(outputs):
             if argmax[nc, k] >= 0:
@@ -308,27 +316,29 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
     y = np.empty((g.n, g.c, g.oh, g.ow), x.dtype)
     argmax = np.empty((g.n * g.c, g.oh * g.ow), np.int32)
     x3 = np.ascontiguousarray(x).reshape(g.n * g.c, g.h, g.w)
-    _max_pool_forward(x3, y.reshape(g.n * g.c, g.oh, g.ow), argmax, *_window(g))
+    y3 = y.reshape(g.n * g.c, g.oh, g.ow)
+    parallel_range(lambda start, stop: _max_pool_forward(
+        x3[start:stop], y3[start:stop], argmax[start:stop], *_window(g)), g.n * g.c)
     return y, (argmax, x.shape)
 
 
 def max_pool2d_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
     argmax, x_shape = ctx
     dx = np.empty(x_shape, dy.dtype)
-    _max_pool_backward(np.ascontiguousarray(dy).reshape(argmax.shape), argmax,
-                       dx.reshape(argmax.shape[0], -1))
+    dy2, dx2 = np.ascontiguousarray(dy).reshape(argmax.shape), dx.reshape(argmax.shape[0], -1)
+    parallel_range(lambda start, stop: _max_pool_backward(
+        dy2[start:stop], argmax[start:stop], dx2[start:stop]), len(argmax))
     return dx
 
 
 # ---- BatchNorm ----------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _batch_stats(x3):
-    n_, c_, l_ = x3.shape
-    mean, var = np.empty(c_, x3.dtype), np.empty(c_, x3.dtype)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _batch_stats(x3, mean, var, start, stop):
+    n_, _, l_ = x3.shape
     zero, m = x3.dtype.type(0), x3.dtype.type(n_ * l_)
-    for c in numba.prange(c_):
+    for c in range(start, stop):
         total = zero
         for n in range(n_):
             row = zero
@@ -343,25 +353,23 @@ def _batch_stats(x3):
                 row += (x3[n, c, k] - mean[c]) * (x3[n, c, k] - mean[c])
             total += row
         var[c] = total / m
-    return mean, var
 
 
-@numba.njit(cache=True, parallel=True)
-def _batch_norm_apply(x3, mean, invstd, gamma, beta, xhat, y3):
-    n_, c_, l_ = x3.shape
-    for c in numba.prange(c_):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _batch_norm_apply(x3, mean, invstd, gamma, beta, xhat, y3, start, stop):
+    n_, _, l_ = x3.shape
+    for c in range(start, stop):
         for n in range(n_):
             for k in range(l_):
                 xhat[n, c, k] = (x3[n, c, k] - mean[c]) * invstd[c]
                 y3[n, c, k] = xhat[n, c, k] * gamma[c] + beta[c]
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc"})
-def _batch_norm_backward(dy3, xhat, scale, batch_stats, dx3):
-    n_, c_, l_ = dy3.shape
-    dweight, dbias = np.empty(c_, dy3.dtype), np.empty(c_, dy3.dtype)
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _batch_norm_backward(dy3, xhat, scale, batch_stats, dx3, dweight, dbias, start, stop):
+    n_, _, l_ = dy3.shape
     zero, m = dy3.dtype.type(0), dy3.dtype.type(n_ * l_)
-    for c in numba.prange(c_):
+    for c in range(start, stop):
         db = dw = zero
         for n in range(n_):
             row_db = row_dw = zero
@@ -376,7 +384,6 @@ def _batch_norm_backward(dy3, xhat, scale, batch_stats, dx3):
                     dx3[n, c, k] = scale[c] / m * (m * dy3[n, c, k] - db - xhat[n, c, k] * dw)
                 else:
                     dx3[n, c, k] = scale[c] * dy3[n, c, k]
-    return dweight, dbias
 
 
 def batch_norm_forward(x3: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
@@ -384,14 +391,17 @@ def batch_norm_forward(x3: np.ndarray, weight: np.ndarray | None, bias: np.ndarr
                        eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     x3 = np.ascontiguousarray(x3)
     batch_stats = mean is None
+    channels = x3.shape[1]
     if batch_stats:
-        mean, var = _batch_stats(x3)
+        mean, var = np.empty(channels, x3.dtype), np.empty(channels, x3.dtype)
+        parallel_range(lambda start, stop: _batch_stats(x3, mean, var, start, stop), channels)
     invstd = 1 / np.sqrt(var + x3.dtype.type(eps))
     gamma = np.ones_like(invstd) if weight is None else weight  # y = xhat * 1 + 0 is xhat
     beta = np.zeros_like(invstd) if bias is None else bias
     xhat, y3 = np.empty_like(x3), np.empty_like(x3)
-    _batch_norm_apply(x3, np.ascontiguousarray(mean), invstd, np.ascontiguousarray(gamma),
-                      np.ascontiguousarray(beta), xhat, y3)
+    mean, gamma, beta = (np.ascontiguousarray(a) for a in (mean, gamma, beta))
+    parallel_range(lambda start, stop: _batch_norm_apply(x3, mean, invstd, gamma, beta, xhat,
+                                                         y3, start, stop), channels)
     return y3, mean, var, (xhat, invstd, weight, batch_stats)
 
 
@@ -399,51 +409,67 @@ def batch_norm_backward(dy3: np.ndarray,
                         ctx: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xhat, invstd, weight, batch_stats = ctx
     scale = invstd if weight is None else weight * invstd
-    dx3 = np.empty_like(xhat)
-    dweight, dbias = _batch_norm_backward(np.ascontiguousarray(dy3), xhat,
-                                          np.ascontiguousarray(scale), batch_stats, dx3)
+    dy3, scale = np.ascontiguousarray(dy3), np.ascontiguousarray(scale)
+    dx3, channels = np.empty_like(xhat), xhat.shape[1]
+    dweight, dbias = np.empty(channels, xhat.dtype), np.empty(channels, xhat.dtype)
+    parallel_range(lambda start, stop: _batch_norm_backward(
+        dy3, xhat, scale, batch_stats, dx3, dweight, dbias, start, stop), channels)
     return dx3, dweight, dbias
 
 
 # ---- ReLU ---------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True)
+#: Fewest elements per thread for an elementwise kernel: below it, waking a thread costs more.
+ELEMENTWISE_GRAIN = 1 << 15
+
+
+def _elementwise(kernel: Callable[..., None], *args: np.ndarray | bool) -> None:
+    """``kernel(*args)`` on pieces of the flat elements of C-contiguous arrays, in parallel;
+    the flag arguments pass through. Each piece is a slice: a kernel indexing its arrays
+    with ``range(start, stop)`` would check every index for wraparound and run 10x slower."""
+    flat = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in args]
+    parallel_range(lambda start, stop: kernel(*[a[start:stop] if isinstance(a, np.ndarray)
+                                                else a for a in flat]),
+                   flat[0].size, ELEMENTWISE_GRAIN)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _relu_forward(x, y):
     zero = x.dtype.type(0)
-    for k in numba.prange(x.size):
+    for k in range(x.size):
         y[k] = zero if x[k] <= zero else x[k]  # NaN <= 0 is False: NaN passes, as in torch
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _relu_backward(dy, y, dx):
     zero = dy.dtype.type(0)
-    for k in numba.prange(dy.size):
+    for k in range(dy.size):
         # torch's threshold_backward: 0 where y <= 0 (so at x == 0); NaN lets dy through
         dx[k] = zero if y[k] <= zero else dy[k]
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.empty(x.shape, x.dtype)
-    _relu_forward(np.ascontiguousarray(x).reshape(-1), y.reshape(-1))
+    _elementwise(_relu_forward, np.ascontiguousarray(x), y)
     return y, y
 
 
 def relu_backward(dy: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     dx = np.empty(dy.shape, dy.dtype)
-    _relu_backward(np.ascontiguousarray(dy).reshape(-1), ctx.reshape(-1), dx.reshape(-1))
+    _elementwise(_relu_backward, np.ascontiguousarray(dy), ctx, dx)
     return dx
 
 
 # ---- GELU ---------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gelu_forward(x, tanh_form, y):
     half, one = x.dtype.type(0.5), x.dtype.type(1)  # constants in the input's dtype
     root_half, beta, kappa = (x.dtype.type(SQRT_HALF), x.dtype.type(SQRT_2_OVER_PI),
                               x.dtype.type(GELU_KAPPA))
-    for k in numba.prange(x.size):
+    for k in range(x.size):
         v = x[k]
         if tanh_form:
             y[k] = half * v * (one + math.tanh(beta * (v + kappa * v * v * v)))
@@ -451,13 +477,13 @@ def _gelu_forward(x, tanh_form, y):
             y[k] = v * half * (one + math.erf(v * root_half))
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gelu_backward(dy, x, tanh_form, dx):
     half, one, three = x.dtype.type(0.5), x.dtype.type(1), x.dtype.type(3)
     root_half, beta, kappa, inv_root_2pi = (
         x.dtype.type(SQRT_HALF), x.dtype.type(SQRT_2_OVER_PI), x.dtype.type(GELU_KAPPA),
         x.dtype.type(INV_SQRT_2PI))
-    for k in numba.prange(x.size):
+    for k in range(x.size):
         v = x[k]
         if tanh_form:
             t = math.tanh(beta * (v + kappa * v * v * v))
@@ -509,19 +535,19 @@ def _exp_neg32(h):
     return p
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gelu32_forward(x, y):
     half, root_half = np.float32(0.5), np.float32(SQRT_HALF)
-    for k in numba.prange(x.size):
+    for k in range(x.size):
         v = x[k]
         y[k] = v * half * (np.float32(1) + _erf32(v * root_half))
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gelu32_backward(dy, x, dx):
     half, root_half, inv_root_2pi = (np.float32(0.5), np.float32(SQRT_HALF),
                                      np.float32(INV_SQRT_2PI))
-    for k in numba.prange(x.size):
+    for k in range(x.size):
         v = x[k]
         pdf = _exp_neg32(half * v * v) * inv_root_2pi
         dx[k] = dy[k] * (half * (np.float32(1) + _erf32(v * root_half)) + v * pdf)
@@ -535,20 +561,20 @@ def gelu_forward(x: np.ndarray, approximate: str) -> tuple[np.ndarray, tuple]:
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     if _fast_erf(x, approximate):
-        _gelu32_forward(x.reshape(-1), y.reshape(-1))
+        _elementwise(_gelu32_forward, x, y)
     else:
-        _gelu_forward(x.reshape(-1), approximate == "tanh", y.reshape(-1))
+        _elementwise(_gelu_forward, x, approximate == "tanh", y)
     return y, (x, approximate)
 
 
 def gelu_backward(dy: np.ndarray, ctx: tuple) -> np.ndarray:
     x, approximate = ctx
     dx = np.empty_like(x)
-    dy = np.ascontiguousarray(dy).reshape(-1)
+    dy = np.ascontiguousarray(dy)
     if _fast_erf(x, approximate):
-        _gelu32_backward(dy, x.reshape(-1), dx.reshape(-1))
+        _elementwise(_gelu32_backward, dy, x, dx)
     else:
-        _gelu_backward(dy, x.reshape(-1), approximate == "tanh", dx.reshape(-1))
+        _elementwise(_gelu_backward, dy, x, approximate == "tanh", dx)
     return dx
 
 

@@ -1,11 +1,15 @@
-"""How the backends use the cores: one thread count for numba's parallel kernels, the BLAS
-under NumPy's GEMMs, and the chunk-parallel convolution loops of :func:`map_chunks`.
+"""How the backends use the cores: one pool of threads for all of PyNet's parallel work.
 
-Convolution runs its chunks (a few images each) on a pool of Python threads, each chunk's
-im2col, GEMMs and col2im on one core with a single-threaded BLAS. NumPy's GEMMs and the
-``nogil`` numba kernels release the GIL, so the chunks run truly in parallel, and nothing
-hands work between numba's and the BLAS's thread pools, which on few cores spin against
-each other (measured: 25-45% slower convolutions).
+Convolution runs its chunks (a few images each) on the pool, each chunk's im2col, GEMMs and
+col2im on one core with a single-threaded BLAS; the other numba kernels run over parts of
+their range (planes, channels, elements) on the same pool. NumPy's GEMMs and the ``nogil``
+numba kernels release the GIL, so the parts run truly in parallel.
+
+One pool, because thread pools that spin compete for few cores: OpenBLAS's and OpenMP's
+workers (numba's ``parallel=True``) busy-wait after each parallel region, and take the cores
+from the next layer's threads. Measured on 2 cores: a convolution after one OpenMP kernel
+1.45x slower, the benchmark's small-CNN step 1.6x slower than on this one pool. The pool's
+idle threads sleep.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,15 +27,14 @@ _state: dict[str, Any] = {"threads": os.cpu_count() or 1, "pool": None, "control
 
 
 def set_num_threads(threads: int) -> None:
-    """Use `threads` threads in numba's kernels, the BLAS and the convolution chunks (as
-    ``torch.set_num_threads`` does for torch). The BLAS limit holds until the next call."""
-    import numba
+    """Run PyNet's parallel work on `threads` threads (as ``torch.set_num_threads`` does for
+    torch), and the BLAS under NumPy single-threaded from now on: every GEMM of the
+    backends runs inside one of those threads. Calling it again changes the count."""
     from threadpoolctl import threadpool_limits
 
     if threads < 1:
         raise ValueError(f"set_num_threads: expected a positive thread count, got {threads}")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    _state["blas_limits"] = threadpool_limits(limits=threads)
+    _state["blas_limits"] = threadpool_limits(limits=1, user_api="blas")
     if _state["pool"] is not None:
         _state["pool"].shutdown()
     _state.update(threads=threads, pool=None)
@@ -40,6 +44,17 @@ def get_num_threads() -> int:
     return _state["threads"]
 
 
+def _single_threaded_blas() -> AbstractContextManager:
+    """A 1-thread BLAS for the pool's work; already so once :func:`set_num_threads` ran."""
+    if _state["blas_limits"] is not None:
+        return nullcontext()
+    if _state["controller"] is None:
+        from threadpoolctl import ThreadpoolController
+
+        _state["controller"] = ThreadpoolController()
+    return _state["controller"].limit(limits=1, user_api="blas")
+
+
 def map_chunks(work: Callable[[Any], T], chunks: Iterable[Any]) -> list[T]:
     """``[work(c) for c in chunks]``, spread over the threads, each with a 1-thread BLAS."""
     chunks = list(chunks)
@@ -47,9 +62,19 @@ def map_chunks(work: Callable[[Any], T], chunks: Iterable[Any]) -> list[T]:
         return [work(chunk) for chunk in chunks]
     if _state["pool"] is None:
         _state["pool"] = ThreadPoolExecutor(_state["threads"], thread_name_prefix="pynet")
-    if _state["controller"] is None:
-        from threadpoolctl import ThreadpoolController
-
-        _state["controller"] = ThreadpoolController()
-    with _state["controller"].limit(limits=1, user_api="blas"):
+    with _single_threaded_blas():
         return list(_state["pool"].map(work, chunks))
+
+
+def split_range(total: int, parts: int) -> list[tuple[int, int]]:
+    """``range(total)`` as up to `parts` contiguous (start, stop) pieces of near-equal size."""
+    parts = max(1, min(parts, total))
+    bounds = [total * k // parts for k in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def parallel_range(kernel: Callable[[int, int], None], total: int, grain: int = 1) -> None:
+    """``kernel(start, stop)`` over pieces of ``range(total)``, one per thread and each at
+    least `grain` long (a smaller range runs in the calling thread)."""
+    map_chunks(lambda bounds: kernel(*bounds),
+               split_range(total, min(get_num_threads(), total // grain)))

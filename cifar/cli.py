@@ -59,8 +59,8 @@ def main() -> None:
 @click.option("--seed", type=click.IntRange(-MAX_SEED, MAX_SEED), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="torch.set_num_threads (and numba's "
-              "and the BLAS's threads with --engine pynet). [default: torch's]")
+@click.option("--threads", type=click.IntRange(1), help="torch.set_num_threads (and PyNet's "
+              "threads with --engine pynet: backends.set_num_threads). [default: torch's]")
 @click.option("--engine", type=click.Choice(["torch", "pynet"]), help="Train with PyTorch or "
               "with PyNet layers (NumPy/numba, CPU, float32). [default: torch]")
 @click.option("--backend", type=click.Choice(BACKENDS),
