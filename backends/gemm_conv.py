@@ -30,11 +30,12 @@ class PatchOps(NamedTuple):
     col2im: Callable[[np.ndarray, WindowGeometry], np.ndarray]  # its adjoint -> dx
 
 
-def rows_to_nchw(rows: np.ndarray, bias: np.ndarray | None, g: WindowGeometry) -> np.ndarray:
-    """(N*OH*OW, C_out) GEMM output, plus the bias -> (N, C_out, OH, OW)."""
+def rows_to_nchw(rows: np.ndarray, bias: np.ndarray | None, g: WindowGeometry,
+                 out: np.ndarray) -> None:
+    """(n*OH*OW, C_out) GEMM output, plus the bias -> `out` (n, C_out, OH, OW)."""
     if bias is not None:
         rows += bias
-    return np.ascontiguousarray(rows.reshape(g.n, g.oh, g.ow, -1).transpose(0, 3, 1, 2))
+    out[...] = rows.reshape(len(out), g.oh, g.ow, -1).transpose(0, 3, 1, 2)
 
 
 def nchw_to_rows(x: np.ndarray) -> np.ndarray:
@@ -45,17 +46,17 @@ def nchw_to_rows(x: np.ndarray) -> np.ndarray:
 #: Bytes of patch matrix per chunk. The batch is processed a few whole images at a time, one
 #: chunk per thread (:func:`backends.threads.map_chunks`): the patch matrix is never built
 #: whole, each piece is used while still in cache, and small buffers are recycled instead of
-#: huge ones being mapped and page-faulted. 2 MiB measured fastest of 0.5-8 MiB here.
+#: huge ones being mapped and page-faulted. 2 MiB measured fastest of 0.5-8 MiB here. The
+#: NCHW <-> rows transposes of the chunk's output and output gradient happen there too,
+#: in parallel and in cache, not over the whole batch in one thread.
 CHUNK_BYTES = 2 << 20
 
 
-def image_chunks(g: WindowGeometry, itemsize: int) -> Iterator[tuple[slice, slice]]:
-    """(images, patch rows) slices of the batch, about CHUNK_BYTES of patches each."""
-    pixels = g.oh * g.ow
-    step = max(1, CHUNK_BYTES // (pixels * g.kh * g.kw * g.c * itemsize))
+def image_chunks(g: WindowGeometry, itemsize: int) -> Iterator[slice]:
+    """Slices of whole images, about CHUNK_BYTES of patches each."""
+    step = max(1, CHUNK_BYTES // (g.oh * g.ow * g.kh * g.kw * g.c * itemsize))
     for start in range(0, g.n, step):
-        stop = min(start + step, g.n)
-        yield slice(start, stop), slice(start * pixels, stop * pixels)
+        yield slice(start, min(start + step, g.n))
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
@@ -64,15 +65,13 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     g = window_geometry(x.shape, weight.shape[2:], stride, padding, dilation)
     wmat_t = np.ascontiguousarray(
         weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0]))   # (kH*kW*C, C_out)
-    rows = np.empty((g.n * g.oh * g.ow, weight.shape[0]), x.dtype)
+    y = np.empty((g.n, weight.shape[0], g.oh, g.ow), x.dtype)
 
-    def forward_chunk(chunk: tuple[slice, slice]) -> None:
-        images, patch_rows = chunk
+    def forward_chunk(images: slice) -> None:
         part = x[images]
-        np.matmul(ops.im2col(part, g._replace(n=len(part))), wmat_t, out=rows[patch_rows])
+        rows_to_nchw(ops.im2col(part, g._replace(n=len(part))) @ wmat_t, bias, g, y[images])
 
     map_chunks(forward_chunk, image_chunks(g, x.itemsize))
-    y = rows_to_nchw(rows, bias, g)
     return y, (x, wmat_t, g, weight.shape, bias is not None)
 
 
@@ -80,12 +79,10 @@ def conv2d_backward(dy: np.ndarray, ctx: tuple, ops: PatchOps, input_grad: bool 
                     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """(dx, or None when not ``input_grad``; dweight; dbias) from the forward's ctx."""
     x, wmat_t, g, weight_shape, has_bias = ctx
-    dy_rows = nchw_to_rows(dy)                                      # (N*OH*OW, C_out)
     dx = np.empty(x.shape, x.dtype) if input_grad else None
 
-    def backward_chunk(chunk: tuple[slice, slice]) -> np.ndarray:
-        images, patch_rows = chunk
-        part, dy_part = x[images], dy_rows[patch_rows]
+    def backward_chunk(images: slice) -> np.ndarray:
+        part, dy_part = x[images], nchw_to_rows(dy[images])         # (n*OH*OW, C_out)
         geometry = g._replace(n=len(part))
         if input_grad:
             dx[images] = ops.col2im(dy_part @ wmat_t.T, geometry)

@@ -33,10 +33,8 @@ def test_conv_cut_into_one_image_chunks_still_matches_torch(case, backend, dtype
 def test_chunks_cover_the_batch_exactly_once(monkeypatch):
     monkeypatch.setattr(gemm_conv, "CHUNK_BYTES", 3 * 4 * 5 * 5 * 9 * 4)  # 3 images per chunk
     g = gemm_conv.window_geometry((10, 4, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1))
-    chunks = list(gemm_conv.image_chunks(g, 4))
-    assert [c[0] for c in chunks] == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 10)]
-    assert [c[1] for c in chunks] == [slice(0, 75), slice(75, 150), slice(150, 225),
-                                      slice(225, 250)]
+    assert list(gemm_conv.image_chunks(g, 4)) == [slice(0, 3), slice(3, 6), slice(6, 9),
+                                                  slice(9, 10)]
 
 
 def test_map_chunks_returns_results_in_order_whatever_the_thread_count(threads):
