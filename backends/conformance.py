@@ -62,6 +62,8 @@ CASES: tuple[Case, ...] = (
     Case("conv-3x3-pad2-nobias-batch1", "Conv2d", (4, 3, 3), {"padding": 2, "bias": False},
          (1, 4, 5, 6)),
     Case("conv-3x3-pad1-odd-wide", "Conv2d", (8, 16, 3), {"padding": 1}, (3, 8, 9, 11)),
+    Case("conv-16-channels-stride2", "Conv2d", (16, 4, 3), {"stride": 2, "padding": 1},
+         (2, 16, 7, 6)),  # numpy's col2im adds in NHWC from 16 input channels
     Case("linear", "Linear", (6, 4), {}, (3, 6)),
     Case("linear-nobias-batch1", "Linear", (5, 3), {"bias": False}, (1, 5)),
     Case("pool-2x2", "MaxPool2d", (2,), {}, (2, 3, 6, 6)),

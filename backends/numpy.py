@@ -1,6 +1,7 @@
 """The vectorized NumPy backend: im2col + one GEMM per convolution, no Python loop over the
-batch, pixels or channels. The only loops run over kernel taps (kh*kw strided copies and
-adds, as in Chainer's im2col/col2im), which keeps ``np.add.at`` out of the hot paths.
+batch, pixels or channels. im2col is one copy of a strided window view; col2im, whose
+windows overlap, loops over the kernel taps (kh*kw strided adds, as in Chainer's col2im),
+which keeps ``np.add.at`` out of the hot paths.
 """
 
 from __future__ import annotations
@@ -21,29 +22,42 @@ from spec.activation import GELU_KAPPA, INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF
 
 
 def im2col(x: np.ndarray, g: WindowGeometry) -> np.ndarray:
-    """(N, C, H, W) -> patch matrix (N*OH*OW, kH*kW*C), built from an NHWC copy so that each
-    tap copies contiguous runs of channels."""
+    """(N, C, H, W) -> patch matrix (N*OH*OW, kH*kW*C): one copy of a (N, OH, OW, kH, kW, C)
+    window view of the padded NHWC input. NumPy then copies runs of kW*C contiguous values
+    (one tap's C at a time, Chainer's kh*kw copies: 2.7x slower at C = 3)."""
     hp, wp = g.padded
     xp = np.zeros((g.n, hp, wp, g.c), x.dtype)
     xp[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :] = x.transpose(0, 2, 3, 1)
-    cols = np.empty((g.n, g.oh, g.ow, g.kh, g.kw, g.c), x.dtype)
-    for p in range(g.kh):
-        for q in range(g.kw):
-            rows, columns = g.window_slices(p, q)
-            cols[:, :, :, p, q, :] = xp[:, rows, columns, :]
-    return cols.reshape(g.n * g.oh * g.ow, g.kh * g.kw * g.c)
+    image, row, column, channel = xp.strides
+    windows = np.lib.stride_tricks.as_strided(
+        xp, (g.n, g.oh, g.ow, g.kh, g.kw, g.c),
+        (image, g.sh * row, g.sw * column, g.dh * row, g.dw * column, channel), writeable=False)
+    return windows.reshape(g.n * g.oh * g.ow, g.kh * g.kw * g.c)
+
+
+#: Fewest input channels for which :func:`col2im` adds in NHWC rather than NCHW.
+COL2IM_NHWC_CHANNELS = 16
 
 
 def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
-    """Adjoint of :func:`im2col`: scatter-add patch gradients back to (N, C, H, W)."""
+    """Adjoint of :func:`im2col`: scatter-add patch gradients back to (N, C, H, W), tap by
+    tap, into a padded dx laid out so that each add moves long contiguous runs: NHWC (runs
+    of C) for many channels, NCHW (runs of OW) for few. Measured, 3x3: NCHW 3.6x faster at
+    C = 3, even at C = 16, 1.7x slower at C = 32."""
     dcols = dcols.reshape(g.n, g.oh, g.ow, g.kh, g.kw, g.c)
     hp, wp = g.padded
-    dxp = np.zeros((g.n, hp, wp, g.c), dcols.dtype)
+    nhwc = g.c >= COL2IM_NHWC_CHANNELS
+    dxp = np.zeros((g.n, hp, wp, g.c) if nhwc else (g.n, g.c, hp, wp), dcols.dtype)
     for p in range(g.kh):
         for q in range(g.kw):
             rows, columns = g.window_slices(p, q)
-            dxp[:, rows, columns, :] += dcols[:, :, :, p, q, :]
-    return np.ascontiguousarray(dxp[:, g.ph:g.ph + g.h, g.pw:g.pw + g.w, :].transpose(0, 3, 1, 2))
+            if nhwc:
+                dxp[:, rows, columns, :] += dcols[:, :, :, p, q, :]
+            else:
+                dxp[:, :, rows, columns] += dcols[:, :, :, p, q, :].transpose(0, 3, 1, 2)
+    if nhwc:
+        dxp = dxp.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(dxp[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w])
 
 
 PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)

@@ -41,7 +41,7 @@ def test_a_correct_kernel_module_passes_every_layer(given_as, kernels_file, monk
     result = pynet_check("--backend", path if given_as == "file" else "numpy_copy")
     assert result.exit_code == 0, result.output
     assert set(verdicts(result.output).values()) == {"PASS"}
-    assert "24 passed, 0 failed (31 cases per backend and dtype" in result.output
+    assert "24 passed, 0 failed (32 cases per backend and dtype" in result.output
     assert "Failures" not in result.output
 
 
@@ -51,7 +51,7 @@ def test_a_builtin_backend_keeps_the_table_and_summary_line():
     assert result.output.startswith(
         "| layer | backend | dtype | forward | dx | params | running | eval | fd | verdict |")
     assert "| ReLU | numpy | float32 | 0.0e+00 | 0.0e+00 | - | - | - | - | PASS |" in result.output
-    assert "\n12 passed, 0 failed (31 cases per backend and dtype" in result.output
+    assert "\n12 passed, 0 failed (32 cases per backend and dtype" in result.output
 
 
 def test_a_backend_with_two_conv_algorithms_gets_a_conv_row_for_each():
@@ -85,7 +85,7 @@ def test_a_partial_module_passes_what_it_implements_and_the_rest_is_not_implemen
     passing = {layer for (layer, _), verdict in verdicts(result.output).items()
                if verdict == "PASS"}
     assert passing == {"ReLU", "Flatten"}
-    assert "4 passed, 0 failed, 18 not implemented (31 cases" in result.output
+    assert "4 passed, 0 failed, 18 not implemented (32 cases" in result.output
     conv = next(line for line in result.output.splitlines()
                 if line.startswith(f"- Conv2d, {path}: "))
     assert "conv2d_forward" in conv
