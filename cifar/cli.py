@@ -176,8 +176,7 @@ def _pynet_model(path: str, backend: str, threads: int | None) -> torch.nn.Modul
     import backends
     from cifar.pynet.facade import TorchFacade
 
-    if threads:
-        backends.set_num_threads(threads)
+    backends.set_num_threads(threads or torch.get_num_threads())
     return TorchFacade(backends.get(backend).load(path).eval())
 
 

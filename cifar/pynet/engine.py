@@ -92,8 +92,8 @@ class PynetEngine:
         self.config, self.device = config, device
         self.total_steps = steps_per_epoch * config["epochs"]
         self.step = 0
-        if config["threads"]:
-            backends.set_num_threads(config["threads"])
+        # torch's count by default (torchrun sets 1 per process), and the BLAS pinned to one
+        backends.set_num_threads(config["threads"] or torch.get_num_threads())
         reuse_freed_memory()  # every step allocates the same arrays again
         backends.set_conv_algorithm(config.get("conv_algorithm", "auto"))  # older runs: auto
         self.nn = backends.get(config["backend"])
