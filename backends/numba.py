@@ -426,8 +426,9 @@ ELEMENTWISE_GRAIN = 1 << 15
 
 def _elementwise(kernel: Callable[..., None], *args: np.ndarray | bool) -> None:
     """``kernel(*args)`` on pieces of the flat elements of C-contiguous arrays, in parallel;
-    the flag arguments pass through. Each piece is a slice: a kernel indexing its arrays
-    with ``range(start, stop)`` would check every index for wraparound and run 10x slower."""
+    the flag arguments pass through. Each piece is a slice: a kernel whose innermost loop
+    indexed with ``range(start, stop)`` would check every index for wraparound (numba cannot
+    know start >= 0) and run 10x slower."""
     flat = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in args]
     parallel_range(lambda start, stop: kernel(*[a[start:stop] if isinstance(a, np.ndarray)
                                                 else a for a in flat]),

@@ -11,14 +11,6 @@ from backends.conformance import CASES, compare_with_torch, too_large
 CONV_CASES = [case for case in CASES if case.layer == "Conv2d" and case.input_shape[0] > 1]
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    before = backends.get_num_threads()
-    backends.set_num_threads(request.param)
-    yield request.param
-    backends.set_num_threads(before)
-
-
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c.id for c in CONV_CASES])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

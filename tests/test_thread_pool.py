@@ -12,13 +12,9 @@ import backends
 import backends.numba as numba_backend
 from backends.threads import split_range
 
-
-@pytest.fixture(params=[1, 2, 3], ids=["1-thread", "2-threads", "3-threads"])
-def threads(request):
-    before = backends.get_num_threads()
-    backends.set_num_threads(request.param)
-    yield request.param
-    backends.set_num_threads(before)
+#: Thread counts the tests below run on (the `threads` fixture of conftest.py).
+THREAD_COUNTS = pytest.mark.parametrize("threads", [1, 2, 3], indirect=True,
+                                        ids=["1-thread", "2-threads", "3-threads"])
 
 
 @pytest.mark.parametrize("total, parts", [(10, 3), (7, 7), (5, 8), (1, 2), (0, 2), (9, 1)])
@@ -39,6 +35,7 @@ LAYERS = {
 }
 
 
+@THREAD_COUNTS
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", LAYERS)
 def test_numba_layers_give_the_same_bits_on_any_number_of_threads(name, dtype, threads,
@@ -67,6 +64,7 @@ def test_no_numba_kernel_starts_a_second_thread_pool():
     assert [k.__name__ for k in kernels if k.targetoptions.get("parallel")] == []
 
 
+@THREAD_COUNTS
 def test_set_num_threads_leaves_the_blas_single_threaded(threads):
     blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     assert blas and {lib["num_threads"] for lib in blas} == {1}
