@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import backends
+from backends import direct_conv
 from backends.conv_dispatch import conv_algorithm, get_conv_algorithm
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -103,10 +104,12 @@ def conv_algorithms(case: Case, backend: Backend) -> tuple[str | None, ...]:
     names = getattr(backends.get(backend).kernels, "CONV_ALGORITHMS", ())
     if case.layer != "Conv2d" or not names:
         return (None,)
-    kernel, stride, dilation = (_pair(case.kwargs.get(key, default)) for key, default in (
-        ("kernel_size", case.args[2]), ("stride", 1), ("dilation", 1)))
+    kernel, stride, padding, dilation = (_pair(case.kwargs.get(key, default)) for key, default in (
+        ("kernel_size", case.args[2]), ("stride", 1), ("padding", 0), ("dilation", 1)))
     winograd = kernel == (3, 3) and stride == dilation == (1, 1)
-    return tuple(name for name in names if name != "winograd" or winograd)
+    applies = {"im2col": True, "winograd": winograd,
+               "direct": winograd and max(padding) <= direct_conv.MAX_PADDING}
+    return tuple(name for name in names if applies[name])
 
 
 def relative_error(actual: Any, expected: Any, quantity: str = "values") -> float:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from backends import conv_dispatch, gemm_conv, winograd
+from backends import conv_dispatch, direct_conv, gemm_conv, winograd
 from backends.geometry import (
     WindowGeometry,
     window_geometry,
@@ -256,21 +256,82 @@ WINOGRAD_OPS = winograd.WinogradOps(winograd_input, winograd_output, winograd_ou
                                     winograd_input_adjoint)
 
 
+# Direct 3x3 convolution for few input channels (backends.direct_conv): serial and nogil.
+# Each image's planes are first copied into a zero-padded scratch, so the loops need no
+# bounds checks and the innermost one, along an output row, vectorizes.
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _correlate3x3(x, weight, bias, y, ph, pw):
+    n_, c_, h, w = x.shape
+    k_, oh, ow = y.shape[1], y.shape[2], y.shape[3]
+    padded = np.zeros((c_, oh + 2, ow + 2), x.dtype)  # the border stays 0
+    for n in range(n_):
+        for c in range(c_):
+            padded[c, ph:ph + h, pw:pw + w] = x[n, c]
+        for k in range(k_):
+            out = y[n, k]
+            out[:] = bias[k]
+            for c in range(c_):
+                plane, t = padded[c], weight[k, c]
+                t00, t01, t02, t10, t11, t12, t20, t21, t22 = (
+                    t[0, 0], t[0, 1], t[0, 2], t[1, 0], t[1, 1], t[1, 2], t[2, 0], t[2, 1], t[2, 2])
+                for i in range(oh):
+                    r0, r1, r2, row = plane[i], plane[i + 1], plane[i + 2], out[i]
+                    for j in range(ow):
+                        row[j] += (t00 * r0[j] + t01 * r0[j + 1] + t02 * r0[j + 2]
+                                   + t10 * r1[j] + t11 * r1[j + 1] + t12 * r1[j + 2]
+                                   + t20 * r2[j] + t21 * r2[j + 1] + t22 * r2[j + 2])
+
+
+@numba.njit(cache=True, nogil=True)
+def _patches3x3(x, cols, ph, pw):
+    n_, c_, h, w = x.shape
+    oh, ow = cols.shape[3], cols.shape[4]
+    padded = np.zeros((oh + 2, ow + 2), x.dtype)
+    for n in range(n_):
+        for c in range(c_):
+            padded[ph:ph + h, pw:pw + w] = x[n, c]
+            for p in range(3):
+                for q in range(3):
+                    cols[n, c, 3 * p + q] = padded[p:p + oh, q:q + ow]
+
+
+def correlate3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, y: np.ndarray,
+                 padding: tuple[int, int]) -> None:
+    """y (n, K, OH, OW) = the correlation of x, zero-padded by ``padding``, with weight,
+    plus bias."""
+    _correlate3x3(np.ascontiguousarray(x), weight, bias, y, *padding)
+
+
+def patches3x3(x: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
+    """(n, C, H, W) -> (n, C*9, OH*OW): the padded input under each of the 9 taps."""
+    n, c, h, w = x.shape
+    oh, ow = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
+    cols = np.empty((n, c, 9, oh, ow), x.dtype)
+    _patches3x3(np.ascontiguousarray(x), cols, *padding)
+    return cols.reshape(n, c * 9, oh * ow)
+
+
+DIRECT_OPS = direct_conv.DirectOps(correlate3x3, patches3x3)
+
+
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int]) -> tuple[np.ndarray, tuple]:
     return conv_dispatch.conv2d_forward(x, weight, bias, stride, padding, dilation,
-                                         "numba", PATCH_OPS, WINOGRAD_OPS)
+                                         "numba", PATCH_OPS, WINOGRAD_OPS, DIRECT_OPS)
 
 
 def conv2d_backward(dy: np.ndarray,
                     ctx: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS)
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, DIRECT_OPS)
 
 
 def conv2d_backward_weight(dy: np.ndarray, ctx: tuple) -> tuple[np.ndarray, np.ndarray | None]:
     """(dweight, dbias) without dx: for a first layer, whose input needs no gradient."""
-    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, input_grad=False)[1:]
+    return conv_dispatch.conv2d_backward(dy, ctx, PATCH_OPS, WINOGRAD_OPS, DIRECT_OPS,
+                                         input_grad=False)[1:]
 
 
 # ---- Linear: one GEMM each way, in BLAS: re-exported from backends.numpy (see imports) -----

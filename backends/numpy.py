@@ -61,7 +61,7 @@ def col2im(dcols: np.ndarray, g: WindowGeometry) -> np.ndarray:
 
 
 PATCH_OPS = gemm_conv.PatchOps(im2col, col2im)
-CONV_ALGORITHMS = conv_dispatch.METHODS  # the settings this backend honours besides "auto"
+CONV_ALGORITHMS = ("im2col", "winograd")  # the settings it honours besides "auto"
 
 
 # Winograd F(2x2, 3x3) transforms (backends.winograd), as strided slices: tile value [a, b]

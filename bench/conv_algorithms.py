@@ -1,9 +1,10 @@
 """``python -m bench.conv_algorithms``: each convolution algorithm of a backend against torch,
 side by side.
 
-For every shape (the benchmark's three convolutions and those of the ``fast`` training net)
-it runs, round after round, conv forward + backward (dx, dweight, dbias) once per
-algorithm of :data:`backends.conv_dispatch.ALGORITHMS` and once in torch float32, in the
+For every shape (the benchmark's three convolutions and those of the ``fast`` training net,
+or those of ``--shape``) it runs, round after round, conv forward + backward (dx, dweight,
+dbias) once per algorithm of the backend ("auto" and its ``CONV_ALGORITHMS``) and once in
+torch float32, in the
 same round, so that a busy machine slows all of them alike. It prints the median
 milliseconds of each and the median over rounds of each round's ratio to torch.
 """
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 import backends
-from backends.conv_dispatch import ALGORITHMS, conv_algorithm
+from backends.conv_dispatch import conv_algorithm
 from bench.runner import set_threads
 from bench.workloads import CONV_SHAPES
 
@@ -51,6 +52,10 @@ def torch_step(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
     return step
 
 
+def algorithms(backend: str) -> tuple[str, ...]:
+    return ("auto", *backends.get(backend).kernels.CONV_ALGORITHMS)
+
+
 def compare(backend: str, shape: Shape, rounds: int) -> dict[str, tuple[float, float]]:
     """{engine: (median ms, median ratio to torch)} for one shape."""
     n, c, k, size = shape
@@ -60,7 +65,7 @@ def compare(backend: str, shape: Shape, rounds: int) -> dict[str, tuple[float, f
     bias, dy = rng.standard_normal(k, np.float32), rng.standard_normal((n, k, size, size),
                                                                        np.float32)
     steps = {algorithm: pynet_step(backend, algorithm, x, weight, bias, dy)
-             for algorithm in ALGORITHMS}
+             for algorithm in algorithms(backend)}
     steps["torch"] = torch_step(x, weight, bias, dy)
     seconds: dict[str, list[float]] = {name: [] for name in steps}
     for round_ in range(rounds + 1):  # the first round warms up and is not counted
@@ -81,15 +86,19 @@ def compare(backend: str, shape: Shape, rounds: int) -> dict[str, tuple[float, f
 @click.option("--rounds", type=click.IntRange(1), default=7, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True,
               help="Threads for torch, numba and BLAS alike.")
-def main(backend: str, rounds: int, threads: int) -> None:
+@click.option("--shape", "shapes", type=(int, int, int, int), multiple=True,
+              metavar="N C_IN C_OUT SIZE", help="A shape to time; repeat for more. "
+              "[default: the benchmark's and the fast net's]")
+def main(backend: str, rounds: int, threads: int, shapes: tuple[Shape, ...]) -> None:
     """Conv2d forward + backward (3x3, padding 1, float32) by each algorithm and by torch:
     median ms and median ratio to torch of the same round."""
     set_threads(threads)
+    names = algorithms(backend)
     click.echo(f"{backend}, float32, {threads} threads, median of {rounds} rounds; "
                f"ms (ratio to torch fp32 of the same round)")
-    click.echo("| N, C_in -> C_out @ size | " + " | ".join([*ALGORITHMS, "torch"]) + " |")
-    click.echo("|---|" + "---:|" * (len(ALGORITHMS) + 1))
-    for shape in CONV_SHAPES:
+    click.echo("| N, C_in -> C_out @ size | " + " | ".join([*names, "torch"]) + " |")
+    click.echo("|---|" + "---:|" * (len(names) + 1))
+    for shape in shapes or CONV_SHAPES:
         result = compare(backend, shape, rounds)
         cells = [f"{ms:.1f} ({ratio:.2f})" for ms, ratio in result.values()]
         n, c, k, size = shape

@@ -1,13 +1,14 @@
-"""Winograd F(2x2, 3x3) convolution (backends.winograd) equals im2col and torch to round-off
-on every shape it takes, and the algorithm switch (backends.conv_dispatch) behaves like a
-torch.backends flag: scoped, validated, recorded in the ctx so the backward matches."""
+"""Every convolution algorithm (im2col, Winograd F(2x2, 3x3), the direct 3x3 kernel) equals
+torch to round-off on every shape it takes, and the algorithm switch (backends.conv_dispatch)
+behaves like a torch.backends flag: scoped, validated, recorded in the ctx so the backward
+matches."""
 
 import numpy as np
 import pytest
 import torch
 
 import backends
-from backends import conv_dispatch, winograd
+from backends import conv_dispatch, direct_conv, winograd
 from backends.conformance import (
     CASES,
     TOLERANCE,
@@ -20,10 +21,18 @@ from backends.conformance import (
 from backends.geometry import window_geometry
 
 FAST = ("numpy", "numba")
+BACKEND_ALGORITHMS = [("numpy", "im2col"), ("numpy", "winograd"), ("numba", "im2col"),
+                      ("numba", "winograd"), ("numba", "direct")]
 CONV_CASES = [case for case in CASES if case.layer == "Conv2d"]
 # (N, C_in, C_out, H, W, padding): odd and even sizes, batch 1, padding 0-2, tiny planes
 SHAPES = [(2, 3, 4, 6, 6, 1), (1, 5, 7, 7, 5, 0), (3, 4, 6, 9, 8, 2), (2, 17, 16, 5, 5, 1),
           (1, 2, 3, 3, 3, 1), (2, 3, 2, 4, 4, 3), (1, 1, 1, 3, 3, 0), (4, 8, 16, 11, 13, 1)]
+
+
+def algorithms_for(backend, padding):
+    """The algorithms of ``backend`` that compute a 3x3, stride-1 convolution padded so."""
+    names = backends.get(backend).kernels.CONV_ALGORITHMS
+    return [name for name in names if name != "direct" or padding <= direct_conv.MAX_PADDING]
 
 
 def run_conv(backend, algorithm, x, weight, bias, padding, dy):
@@ -56,11 +65,10 @@ def random_conv(shape, dtype, bias=True):
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_winograd_equals_im2col_and_torch_forward_and_every_gradient(shape, bias, backend,
-                                                                      dtype):
+def test_each_algorithm_equals_torch_forward_and_every_gradient(shape, bias, backend, dtype):
     args = random_conv(shape, dtype, bias)
     expected = torch_conv(*args)
-    for algorithm in ("im2col", "winograd"):
+    for algorithm in algorithms_for(backend, shape[-1]):
         got, ctx = run_conv(backend, algorithm, *args)
         assert ctx[0] == algorithm
         for name, a, b in zip(("y", "dx", "dweight", "dbias"), got, expected, strict=True):
@@ -84,22 +92,33 @@ def test_every_conv_case_matches_torch_under_each_algorithm_that_computes_it(cas
                                  dtype), algorithm
 
 
-def test_winograd_runs_on_exactly_the_3x3_stride1_undilated_cases():
-    eligible = {case.id for case in CONV_CASES if "winograd" in conv_algorithms(case, "numba")}
+@pytest.mark.parametrize("algorithm", ["winograd", "direct"])
+def test_winograd_and_direct_run_on_exactly_the_3x3_stride1_undilated_cases(algorithm):
+    eligible = {case.id for case in CONV_CASES if algorithm in conv_algorithms(case, "numba")}
     assert eligible == {"conv-3x3-pad1", "conv-3x3-pad0-odd", "conv-3x3-pad2-nobias-batch1",
                         "conv-3x3-pad1-odd-wide"}
     assert all(conv_algorithms(case, "naive") == (None,) for case in CONV_CASES)
 
 
-@pytest.mark.parametrize("backend", FAST)
-def test_one_image_chunks_on_two_threads_give_the_whole_batch_result(backend, monkeypatch):
+def test_the_numpy_backend_has_no_direct_kernel():
+    assert "direct" not in backends.get("numpy").kernels.CONV_ALGORITHMS
+    assert all("direct" not in conv_algorithms(case, "numpy") for case in CONV_CASES)
+
+
+CHUNKED_MODULES = {"winograd": winograd, "direct": direct_conv}
+
+
+@pytest.mark.parametrize(("backend", "algorithm"),
+                         [pair for pair in BACKEND_ALGORITHMS if pair[1] in CHUNKED_MODULES])
+def test_one_image_chunks_on_two_threads_give_the_whole_batch_result(backend, algorithm,
+                                                                     monkeypatch):
     args = random_conv((5, 6, 7, 9, 10, 1), "float64")
-    whole, _ = run_conv(backend, "winograd", *args)
+    whole, _ = run_conv(backend, algorithm, *args)
     before = backends.get_num_threads()
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(CHUNKED_MODULES[algorithm], "CHUNK_BYTES", 1)
     backends.set_num_threads(2)
     try:
-        chunked, _ = run_conv(backend, "winograd", *args)
+        chunked, _ = run_conv(backend, algorithm, *args)
     finally:
         backends.set_num_threads(before)
     for a, b in zip(chunked, whole, strict=True):
@@ -128,7 +147,7 @@ def test_set_conv_algorithm_persists_until_set_again():
 @pytest.mark.parametrize("call", [backends.set_conv_algorithm, backends.conv_algorithm])
 def test_a_bad_algorithm_name_is_a_value_error_naming_the_choices_and_the_value(call):
     with pytest.raises(ValueError, match=r"set_conv_algorithm: expected one of 'auto', "
-                                         r"'im2col', 'winograd', got 'fft'"):
+                                         r"'im2col', 'winograd', 'direct', got 'fft'"):
         with call("fft"):
             pass
     assert backends.get_conv_algorithm() == "auto"
@@ -136,7 +155,10 @@ def test_a_bad_algorithm_name_is_a_value_error_naming_the_choices_and_the_value(
 
 @pytest.mark.parametrize(("backend", "shape", "expected"), [
     ("numba", ((512, 24, 31, 31), (3, 3), (1, 1), (1, 1), (1, 1)), "winograd"),
-    ("numba", ((128, 3, 32, 32), (3, 3), (1, 1), (1, 1), (1, 1)), "winograd"),
+    ("numba", ((128, 3, 32, 32), (3, 3), (1, 1), (1, 1), (1, 1)), "direct"),     # RGB input
+    ("numba", ((128, 4, 7, 7), (3, 3), (1, 1), (2, 2), (1, 1)), "direct"),
+    ("numba", ((128, 5, 32, 32), (3, 3), (1, 1), (1, 1), (1, 1)), "winograd"),
+    ("numba", ((128, 3, 32, 32), (3, 3), (1, 1), (3, 3), (1, 1)), "winograd"),   # padding 3
     ("numba", ((128, 64, 8, 8), (3, 3), (1, 1), (1, 1), (1, 1)), "winograd"),
     ("numba", ((512, 128, 7, 7), (3, 3), (1, 1), (1, 1), (1, 1)), "im2col"),   # output < 8
     ("numba", ((512, 128, 3, 3), (3, 3), (1, 1), (1, 1), (1, 1)), "im2col"),
@@ -151,18 +173,18 @@ def test_auto_rule_picks_as_documented(backend, shape, expected):
 
 @pytest.mark.parametrize(("setting", "size", "stride", "expected"), [
     ("auto", 16, 1, "winograd"), ("auto", 5, 1, "im2col"), ("im2col", 16, 1, "im2col"),
-    ("winograd", 5, 1, "winograd"), ("winograd", 16, 2, "im2col")])
+    ("winograd", 5, 1, "winograd"), ("winograd", 16, 2, "im2col"), ("direct", 5, 1, "direct"),
+    ("direct", 16, 2, "im2col")])
 def test_forward_records_the_algorithm_the_setting_gives(setting, size, stride, expected):
-    x = np.zeros((1, 2, size, size), np.float32)
-    weight = np.zeros((2, 2, 3, 3), np.float32)
+    x = np.zeros((1, 5, size, size), np.float32)  # too many channels for "auto" to go direct
+    weight = np.zeros((2, 5, 3, 3), np.float32)
     with backends.conv_algorithm(setting):
         _, ctx = backends.get("numba").kernels.conv2d_forward(x, weight, None, (stride, stride),
                                                               (1, 1), (1, 1))
     assert ctx[0] == expected
 
 
-@pytest.mark.parametrize("backend", FAST)
-@pytest.mark.parametrize("forward", ["im2col", "winograd"])
+@pytest.mark.parametrize(("backend", "forward"), BACKEND_ALGORITHMS)
 def test_backward_uses_the_forwards_algorithm_whatever_the_setting_is_by_then(backend,
                                                                             forward):
     args = random_conv((2, 3, 4, 8, 8, 1), "float64")
@@ -178,8 +200,7 @@ def test_backward_uses_the_forwards_algorithm_whatever_the_setting_is_by_then(ba
         np.testing.assert_array_equal(a, b)  # the same arithmetic, not merely close
 
 
-@pytest.mark.parametrize("backend", FAST)
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+@pytest.mark.parametrize(("backend", "algorithm"), BACKEND_ALGORITHMS)
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 def test_backward_weight_returns_no_dx_and_the_same_weight_gradients(backend, algorithm,
                                                                      bias):
@@ -197,14 +218,14 @@ def test_backward_weight_returns_no_dx_and_the_same_weight_gradients(backend, al
         assert weight_only[1] is None and dbias is None
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "direct"])
 def test_input_grad_false_computes_no_dx(algorithm):
     x, weight, b, padding, dy = random_conv((2, 3, 4, 6, 6, 1), "float64")
     kernels = backends.get("numba").kernels
     with backends.conv_algorithm(algorithm):
         _, ctx = kernels.conv2d_forward(x, weight, b, (1, 1), (padding, padding), (1, 1))
-    dx, dweight, dbias = conv_dispatch.conv2d_backward(dy, ctx, kernels.PATCH_OPS,
-                                                       kernels.WINOGRAD_OPS, input_grad=False)
+    dx, dweight, dbias = conv_dispatch.conv2d_backward(
+        dy, ctx, kernels.PATCH_OPS, kernels.WINOGRAD_OPS, kernels.DIRECT_OPS, input_grad=False)
     assert dx is None
     np.testing.assert_array_equal(dweight, kernels.conv2d_backward(dy, ctx)[1])
 
