@@ -73,8 +73,10 @@ def split_range(total: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def parallel_range(kernel: Callable[[int, int], None], total: int, grain: int = 1) -> None:
-    """``kernel(start, stop)`` over pieces of ``range(total)``, one per thread and each at
-    least `grain` long (a smaller range runs in the calling thread)."""
-    map_chunks(lambda bounds: kernel(*bounds),
-               split_range(total, min(get_num_threads(), total // grain)))
+def parallel_range(kernel: Callable[[int, int], None], total: int, grain: int = 1,
+                   threads: int | None = None) -> None:
+    """``kernel(start, stop)`` over pieces of ``range(total)``, one per thread (`threads`, at
+    most the pool's; default: all of it) and each at least `grain` long (a smaller range runs
+    in the calling thread)."""
+    threads = min(threads or get_num_threads(), get_num_threads())
+    map_chunks(lambda bounds: kernel(*bounds), split_range(total, min(threads, total // grain)))

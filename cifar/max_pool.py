@@ -11,8 +11,13 @@ or column is dropped (floor mode). (Only a NaN's payload bits may differ: torch'
 kernels pass them through on some shapes and canonicalise them on others.)
 
 The kernels compare the raw bfloat16 bits (`_order_key`), since NumPy and numba have no
-bfloat16 type. `MaxPool2d` is `torch.nn.MaxPool2d` with this path for the shapes it covers
-and torch's for everything else; `build_model` puts it in every network.
+bfloat16 type. They are serial and release the GIL, and run over pieces of their rows on
+PyNet's thread pool (`backends.threads`), in as many pieces as torch has threads. (numba's
+own parallel pool starts one thread per core in every process and keeps them busy: under
+torchrun with 2 processes x 1 thread the run trained 2.6x slower with it.)
+
+`MaxPool2d` is `torch.nn.MaxPool2d` with this path for the shapes it covers and torch's for
+everything else; `build_model` puts it in every network.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import numba
 import numpy as np
 import torch
 from torch.nn.modules.utils import _pair
+
+from backends.threads import parallel_range
 
 # A NaN's key is this plus its place in the window: above +inf's (0x7F80), so that a NaN beats
 # every number and a later NaN an earlier one, as in torch.
@@ -46,11 +53,12 @@ def _challenge(best: np.int16, best_key: np.int16, place: int, value: np.int16, 
     return best, best_key, place
 
 
-@numba.njit(parallel=True, cache=True)
-def _forward(x: np.ndarray, y: np.ndarray, winner: np.ndarray) -> None:
-    """y[n, i, j, c] = max of x[n, 2i:2i+2, 2j:2j+2, c] (NHWC bits); winner = 0-3, its place."""
+@numba.njit(cache=True, nogil=True)
+def _forward(x: np.ndarray, y: np.ndarray, winner: np.ndarray, start: int, stop: int) -> None:
+    """y[n, i, j, c] = max of x[n, 2i:2i+2, 2j:2j+2, c] (NHWC bits); winner = 0-3, its place;
+    for the output rows (n, i) numbered start to stop."""
     rows, cols = y.shape[1], y.shape[2]
-    for task in numba.prange(y.shape[0] * rows):
+    for task in range(start, stop):
         n, i = task // rows, task % rows
         for j in range(cols):
             top_left, top_right = x[n, 2 * i, 2 * j], x[n, 2 * i, 2 * j + 1]
@@ -64,12 +72,14 @@ def _forward(x: np.ndarray, y: np.ndarray, winner: np.ndarray) -> None:
                 out[c], won[c] = best, place
 
 
-@numba.njit(parallel=True, cache=True)
-def _backward(dy: np.ndarray, winner: np.ndarray, dx: np.ndarray) -> None:
-    """dx[n, h, w, c] = dy of the window that (h, w) won, 0 elsewhere (NHWC bits)."""
+@numba.njit(cache=True, nogil=True)
+def _backward(dy: np.ndarray, winner: np.ndarray, dx: np.ndarray, start: int, stop: int
+              ) -> None:
+    """dx[n, h, w, c] = dy of the window that (h, w) won, 0 elsewhere (NHWC bits); for the
+    input rows (n, h) numbered start to stop."""
     height, width = dx.shape[1], dx.shape[2]
     rows, cols = dy.shape[1], dy.shape[2]
-    for task in numba.prange(dx.shape[0] * height):
+    for task in range(start, stop):
         n, h = task // height, task % height
         i = h // 2
         for w in range(width):
@@ -87,30 +97,27 @@ def _bits(nhwc: torch.Tensor) -> np.ndarray:
     return nhwc.view(torch.int16).numpy()
 
 
-def _threads_as_torch() -> None:
-    """The kernels use as many threads as torch does (numba's pool is its own)."""
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-
-
 class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
-        _threads_as_torch()
         n, c, h, w = x.shape
         y = torch.empty((n, h // 2, w // 2, c), dtype=x.dtype)
         winner = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8)
-        _forward(_bits(x.permute(0, 2, 3, 1)), _bits(y), winner.numpy())
+        args = _bits(x.permute(0, 2, 3, 1)), _bits(y), winner.numpy()
+        parallel_range(lambda start, stop: _forward(*args, start, stop), n * (h // 2),
+                       threads=torch.get_num_threads())
         ctx.save_for_backward(winner)
         ctx.input_shape = (n, h, w, c)
         return y.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor) -> torch.Tensor:
-        _threads_as_torch()
         (winner,) = ctx.saved_tensors
         dy = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
         dx = torch.empty(ctx.input_shape, dtype=dy.dtype)
-        _backward(_bits(dy), winner.numpy(), _bits(dx))
+        args = _bits(dy), winner.numpy(), _bits(dx)
+        parallel_range(lambda start, stop: _backward(*args, start, stop), len(dx) * dx.shape[1],
+                       threads=torch.get_num_threads())
         return dx.permute(0, 3, 1, 2)
 
 

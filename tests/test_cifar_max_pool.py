@@ -50,6 +50,26 @@ def test_outputs_and_gradients_equal_torchs_bit_for_bit(shape, values):
     assert y_ours.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("torch_threads", [1, 2, 3])
+def test_it_runs_on_as_many_pool_threads_as_torch_has_with_the_same_bits(torch_threads,
+                                                                         monkeypatch):
+    pieces = []
+    parallel_range = cifar.max_pool.parallel_range
+    monkeypatch.setattr(cifar.max_pool, "parallel_range", lambda kernel, total, threads: (
+        pieces.append(threads), parallel_range(kernel, total, threads=threads)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        x = bf16_channels_last((3, 16, 12, 12), "ties, signed zeros, infinities and NaNs")
+        dy = torch.randn(3, 16, 6, 6).bfloat16().contiguous(memory_format=torch.channels_last)
+        y, dx = pool_and_grad(MaxPool2d(2), x, dy)
+    finally:
+        torch.set_num_threads(before)
+    assert pieces == [torch_threads, torch_threads]  # forward, backward
+    y_torch, dx_torch = pool_and_grad(lambda t: F.max_pool2d(t, 2), x, dy)
+    assert torch.equal(bits(y), bits(y_torch)) and torch.equal(bits(dx), bits(dx_torch))
+
+
 def test_an_nchw_output_gradient_gives_the_same_input_gradient():
     x = bf16_channels_last((2, 6, 10, 10), "normal")
     dy = torch.randn(2, 6, 5, 5).bfloat16()  # NCHW-contiguous, not channels_last

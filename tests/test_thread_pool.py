@@ -10,6 +10,7 @@ import threadpoolctl
 
 import backends
 import backends.numba as numba_backend
+import cifar.max_pool
 from backends.threads import split_range
 
 #: Thread counts the tests below run on (the `threads` fixture of conftest.py).
@@ -57,8 +58,10 @@ def test_numba_layers_give_the_same_bits_on_any_number_of_threads(name, dtype, t
         np.testing.assert_array_equal(value, grads[key])
 
 
-def test_no_numba_kernel_starts_a_second_thread_pool():
-    kernels = [obj for obj in vars(numba_backend).values()
+@pytest.mark.parametrize("module", [numba_backend, cifar.max_pool],
+                         ids=lambda module: module.__name__)
+def test_no_numba_kernel_starts_a_second_thread_pool(module):
+    kernels = [obj for obj in vars(module).values()
                if isinstance(obj, numba.core.registry.CPUDispatcher)]
     assert kernels
     assert [k.__name__ for k in kernels if k.targetoptions.get("parallel")] == []
