@@ -8,7 +8,8 @@ backend's kernel module::
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
 
 The numpy and numba backends compute a convolution by im2col + GEMM or by Winograd
-F(2x2, 3x3), chosen per shape; ``set_conv_algorithm("auto" | "im2col" | "winograd")``, or
+F(2x2, 3x3), and the numba backend a 3x3 one with few input channels by a direct kernel,
+chosen per shape; ``set_conv_algorithm("auto" | "im2col" | "winograd" | "direct")``, or
 ``with conv_algorithm(name):``, overrides the choice (:mod:`backends.conv_dispatch`).
 
 ``name`` is a built-in backend (:data:`BACKENDS`), an importable module (``"mypkg.kernels"``),

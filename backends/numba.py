@@ -14,8 +14,11 @@
   torch, instead of a check in the loop that stops it vectorizing (GELU's float32 forward
   12x slower without it).
 * Convolution and Linear are GEMMs in NumPy's BLAS: convolution is :mod:`backends.gemm_conv`
-  with jitted ``im2col``/``col2im``, Linear is :mod:`backends.numpy`'s. No padded copies:
-  bounds checks skip the taps outside the input (zero for convolution, -inf for pooling).
+  with jitted ``im2col``/``col2im`` (or :mod:`backends.winograd`'s GEMMs with jitted
+  transforms), Linear is :mod:`backends.numpy`'s. No padded copies: bounds checks skip the
+  taps outside the input (zero for convolution, -inf for pooling). The exception is the
+  direct 3x3 kernel for few input channels (:mod:`backends.direct_conv`), which computes
+  without a GEMM from a zero-padded copy of each image, so that its inner loop has no branch.
   ``im2col``/``col2im`` stage each sample in an (H, W, C) scratch, so every copy moves
   contiguous runs of channels (x's channels lie H*W elements apart: 4 KiB at 32x32).
 * Wrappers make inputs C-contiguous (one compiled layout per dtype), unpack the geometry into

@@ -75,7 +75,8 @@ def main() -> None:
               help="Default: kernel // 2 ('same' for odd kernels at stride 1).")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS), default="auto", show_default=True,
               help="Convolution algorithm of the numpy and numba backends (winograd: where "
-                   "it applies, 3x3 stride 1; see backends.set_conv_algorithm).")
+                   "it applies, 3x3 stride 1; direct: the same, numba only; see "
+                   "backends.set_conv_algorithm).")
 @common
 def conv(batch: int, in_channels: int, out_channels: int, size: int, kernel: int, stride: int,
          padding: int | None, algorithm: str, backend: str, dtype: str, repeat: int,
