@@ -174,22 +174,10 @@ def test_nan_on_one_rank_stops_both_with_the_same_message(shared_cifar_root: Pat
 
 def test_two_torchrun_nodes_meet_at_a_localhost_rendezvous(shared_cifar_root: Path,
                                                             tmp_path: Path):
-    port = _free_port()
-    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
-              f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-conf=join_timeout=120",
-              "-m", "cifar", "train", "--data-dir", str(shared_cifar_root), "--epochs", "1",
-              "--batch-size", "64", "--threads", "1", "--precision", "fp32",
-              "--out", str(tmp_path / "run"), "--quiet"]
-    nodes = []
-    for node_rank in (0, 1):
-        nodes.append(subprocess.Popen([*TORCHRUN, f"--node-rank={node_rank}", *common],
-                                      env=_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-        if node_rank == 0:
-            # the first agent hosts the rendezvous store, as in the test below and on a
-            # cluster; the two racing to host it hung once in CI (node 0's agent, after its
-            # worker had finished: a 240 s timeout), not reproduced in 8 runs here
-            _wait_for_listener(port)
+    nodes = _two_torchrun_nodes([
+        "-m", "cifar", "train", "--data-dir", str(shared_cifar_root), "--epochs", "1",
+        "--batch-size", "64", "--threads", "1", "--precision", "fp32",
+        "--out", str(tmp_path / "run"), "--quiet"])
     outputs = [node.communicate(timeout=240)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -205,17 +193,7 @@ def test_a_rank_lost_on_another_node_is_named_by_the_survivor(shared_cifar_root:
     out = tmp_path / "run"
     config_path = out.with_suffix(".json")
     config_path.write_text(json.dumps(config))
-    port = _free_port()
-    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
-              f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-conf=join_timeout=120",
-              str(WORKER), str(config_path), str(out)]
-    nodes = []
-    for node_rank in (0, 1):
-        nodes.append(subprocess.Popen([*TORCHRUN, f"--node-rank={node_rank}", *common],
-                                      env=_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-        if node_rank == 0:
-            _wait_for_listener(port)  # the first agent hosts the rendezvous store
+    nodes = _two_torchrun_nodes([str(WORKER), str(config_path), str(out)])
     deadline = time.monotonic() + 180
     while not (out / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -226,6 +204,23 @@ def test_a_rank_lost_on_another_node_is_named_by_the_survivor(shared_cifar_root:
     outputs = "".join(node.communicate(timeout=120)[0] for node in nodes)
     assert f"Error: rank {1 - lost} of 2: lost contact with rank(s) {lost}" in outputs, \
         outputs[-3000:]
+
+
+def _two_torchrun_nodes(command: list[str]) -> list[subprocess.Popen]:
+    """Two torchrun agents of one process each, meeting at a c10d rendezvous on localhost.
+    The second starts once the first hosts the rendezvous store, as on a cluster (the two
+    racing to host it hung once in CI: node 0's agent after its worker had finished)."""
+    port = _free_port()
+    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
+              f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-conf=join_timeout=120", *command]
+    nodes = []
+    for node_rank in (0, 1):
+        nodes.append(subprocess.Popen([*TORCHRUN, f"--node-rank={node_rank}", *common],
+                                      env=_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+        if node_rank == 0:
+            _wait_for_listener(port)
+    return nodes
 
 
 def _wait_for_listener(port: int, seconds: float = 60) -> None:
