@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 import backends
-from backends import direct_conv
-from backends.conv_dispatch import conv_algorithm, get_conv_algorithm
+from backends.conv_dispatch import METHODS, computes, conv_algorithm, get_conv_algorithm
+from backends.geometry import window_geometry
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 FD_TOLERANCE = 1e-6  # central differences in float64 with h = 1e-6 are good to ~1e-8
@@ -106,10 +106,8 @@ def conv_algorithms(case: Case, backend: Backend) -> tuple[str | None, ...]:
         return (None,)
     kernel, stride, padding, dilation = (_pair(case.kwargs.get(key, default)) for key, default in (
         ("kernel_size", case.args[2]), ("stride", 1), ("padding", 0), ("dilation", 1)))
-    winograd = kernel == (3, 3) and stride == dilation == (1, 1)
-    applies = {"im2col": True, "winograd": winograd,
-               "direct": winograd and max(padding) <= direct_conv.MAX_PADDING}
-    return tuple(name for name in names if applies.get(name, True))
+    g = window_geometry(case.input_shape, kernel, stride, padding, dilation)
+    return tuple(name for name in names if name not in METHODS or computes(name, g))
 
 
 def relative_error(actual: Any, expected: Any, quantity: str = "values") -> float:

@@ -80,13 +80,18 @@ def choose_algorithm(g: WindowGeometry, backend: str) -> str:
     return "im2col"
 
 
+def computes(method: str, g: WindowGeometry) -> bool:
+    """Whether ``method`` (one of :data:`METHODS`) computes a convolution of geometry ``g``."""
+    return {"im2col": True, "winograd": winograd.eligible(g),
+            "direct": direct_conv.eligible(g)}[method]
+
+
 def _algorithm(g: WindowGeometry, backend: str, has_direct: bool) -> str:
     setting = get_conv_algorithm()
     if setting == "auto":
         return choose_algorithm(g, backend)
-    applies = {"im2col": True, "winograd": winograd.eligible(g),
-               "direct": has_direct and direct_conv.eligible(g)}
-    return setting if applies[setting] else "im2col"
+    usable = computes(setting, g) and (setting != "direct" or has_direct)
+    return setting if usable else "im2col"
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,

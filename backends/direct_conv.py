@@ -19,13 +19,13 @@ kernels (:class:`DirectOps`), single-threaded and releasing the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from backends.geometry import WindowGeometry
-from backends.threads import map_chunks
+from backends.threads import chunk_slices, map_chunks
 
 
 class DirectOps(NamedTuple):
@@ -53,11 +53,9 @@ def eligible(g: WindowGeometry) -> bool:
 CHUNK_BYTES = 2 << 20
 
 
-def image_chunks(g: WindowGeometry, itemsize: int) -> Iterator[slice]:
+def image_chunks(g: WindowGeometry, itemsize: int) -> list[slice]:
     """Slices of whole images, about CHUNK_BYTES of patches each."""
-    step = max(1, CHUNK_BYTES // (9 * g.c * g.oh * g.ow * itemsize))
-    for start in range(0, g.n, step):
-        yield slice(start, min(start + step, g.n))
+    return chunk_slices(g.n, 9 * g.c * g.oh * g.ow * itemsize, CHUNK_BYTES)
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,

@@ -14,13 +14,13 @@ copies, ``nogil`` numba) and run single-threaded; the GEMMs run in the BLAS NumP
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from backends.geometry import WindowGeometry, window_geometry
-from backends.threads import map_chunks
+from backends.threads import chunk_slices, map_chunks
 
 
 class PatchOps(NamedTuple):
@@ -52,11 +52,9 @@ def nchw_to_rows(x: np.ndarray) -> np.ndarray:
 CHUNK_BYTES = 2 << 20
 
 
-def image_chunks(g: WindowGeometry, itemsize: int) -> Iterator[slice]:
+def image_chunks(g: WindowGeometry, itemsize: int) -> list[slice]:
     """Slices of whole images, about CHUNK_BYTES of patches each."""
-    step = max(1, CHUNK_BYTES // (g.oh * g.ow * g.kh * g.kw * g.c * itemsize))
-    for start in range(0, g.n, step):
-        yield slice(start, min(start + step, g.n))
+    return chunk_slices(g.n, g.oh * g.ow * g.kh * g.kw * g.c * itemsize, CHUNK_BYTES)
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,

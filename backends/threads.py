@@ -73,6 +73,13 @@ def split_range(total: int, parts: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+def chunk_slices(total: int, item_bytes: int, chunk_bytes: int) -> list[slice]:
+    """``range(total)`` as slices of about `chunk_bytes` of `item_bytes`-sized items each
+    (at least one item): the convolutions' chunks of whole images."""
+    step = max(1, chunk_bytes // item_bytes)
+    return [slice(start, min(start + step, total)) for start in range(0, total, step)]
+
+
 def parallel_range(kernel: Callable[[int, int], None], total: int, grain: int = 1,
                    threads: int | None = None) -> None:
     """``kernel(start, stop)`` over pieces of ``range(total)``, one per thread (`threads`, at

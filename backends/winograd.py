@@ -23,13 +23,13 @@ releasing the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from backends.geometry import WindowGeometry
-from backends.threads import map_chunks
+from backends.threads import chunk_slices, map_chunks
 
 # Lavin & Gray (2015), F(2x2, 3x3): B^T (4x4), G (4x3), A^T (2x4).
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
@@ -88,12 +88,10 @@ def tile_grid(g: WindowGeometry) -> tuple[int, int]:
 CHUNK_BYTES = 2 << 20
 
 
-def image_chunks(g: WindowGeometry, channels: int, itemsize: int) -> Iterator[slice]:
+def image_chunks(g: WindowGeometry, channels: int, itemsize: int) -> list[slice]:
     """Slices of whole images, about CHUNK_BYTES of (16, channels, tiles) each."""
     th, tw = tile_grid(g)
-    step = max(1, CHUNK_BYTES // (16 * channels * th * tw * itemsize))
-    for start in range(0, g.n, step):
-        yield slice(start, min(start + step, g.n))
+    return chunk_slices(g.n, 16 * channels * th * tw * itemsize, CHUNK_BYTES)
 
 
 def tile_buffer(channels: int, tiles: int, dtype: np.dtype) -> np.ndarray:
