@@ -8,6 +8,7 @@ engine (`cifar.pynet.engine`), which offers the same methods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from cifar.checkpoint import load_optimizer_states, model_checkpoint, optimizer_
 from cifar.data import Split
 from cifar.distributed import World
 from cifar.errors import CifarError
-from cifar.evaluate import EvalResult, autocast, evaluate
+from cifar.evaluate import EvalResult, autocast, evaluate_levels
 from cifar.models import build_model, count_parameters, named_parameter_layers
 from cifar.optim import Muon
 from cifar.recipe import (
@@ -168,11 +169,11 @@ class Engine:
         """Learning rate of the main parameter group for the next step."""
         return self.optimizer.param_groups[-1]["lr"]
 
-    def evaluate(self, split: Split, tta_level: int) -> EvalResult:
-        """Loss and accuracy of the current model on `split`."""
+    def evaluate(self, split: Split, tta_levels: Sequence[int]) -> dict[int, EvalResult]:
+        """Loss and accuracy of the current model on `split` at each TTA level."""
         cfg = self.config
-        return evaluate(self.model, split, tta_level, cfg["eval_batch_size"], cfg["precision"],
-                        cfg["channels_last"])
+        return evaluate_levels(self.model, split, tta_levels, cfg["eval_batch_size"],
+                               cfg["precision"], cfg["channels_last"])
 
     def num_parameters(self) -> int:
         """Number of parameters, trainable or frozen."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,21 +21,25 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _mirror_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (model(x) + model(x.flip(3)))
+TTA_LEVELS = (0, 1, 2)
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
-    """Logits averaged over views: 0 plain, 1 plus mirror, 2 plus mirrored 1-pixel shifts."""
-    if level == 0:
-        return model(x)
-    logits = _mirror_logits(model, x)
-    if level == 1:
-        return logits
-    padded = F.pad(x, (1,) * 4, mode="reflect")
-    h, w = x.shape[2:]
-    shifted = [padded[:, :, :h, :w], padded[:, :, 2:, 2:]]
-    return 0.5 * logits + 0.25 * sum(_mirror_logits(model, s) for s in shifted)
+def tta_levels(model: nn.Module, x: torch.Tensor, top: int) -> list[torch.Tensor]:
+    """Logits at every test-time augmentation level up to `top`, each level reusing the
+    views of the one below: 0 plain, 1 plus mirror, 2 plus mirrored 1-pixel shifts."""
+    if top not in TTA_LEVELS:
+        raise ValueError(f"tta_level: expected one of {TTA_LEVELS}, got {top!r}")
+    plain = model(x)
+    levels = [plain]
+    if top >= 1:
+        levels.append(0.5 * (plain + model(x.flip(3))))
+    if top >= 2:
+        padded = F.pad(x, (1,) * 4, mode="reflect")
+        h, w = x.shape[2:]
+        shifted = (padded[:, :, :h, :w], padded[:, :, 2:, 2:])
+        mirrored = sum(0.5 * (model(s) + model(s.flip(3))) for s in shifted)
+        levels.append(0.5 * levels[1] + 0.25 * mirrored)
+    return levels
 
 
 @dataclass
@@ -47,26 +52,51 @@ class EvalResult:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, tta_level: int, batch_size: int,
-                   precision: str = "fp32", channels_last: bool = False) -> torch.Tensor:
-    """Float32 logits for uint8 `images`, evaluated in eval mode, batch by batch."""
+def predict_levels(model: nn.Module, images: torch.Tensor, levels: Sequence[int],
+                   batch_size: int, precision: str = "fp32", channels_last: bool = False
+                   ) -> dict[int, torch.Tensor]:
+    """Float32 logits for uint8 `images` at each TTA level in `levels`, evaluated in eval
+    mode, batch by batch; the levels share their forward passes."""
+    levels = tuple(dict.fromkeys(levels))
     was_training = model.training
     model.eval()
     anchor = next(model.parameters(), None)  # a PyNet model behind a torch facade has none
     device = anchor.device if anchor is not None else torch.device("cpu")
-    outputs = []
+    outputs: dict[int, list[torch.Tensor]] = {level: [] for level in levels}
     for x in eval_batches(images.to(device), batch_size, channels_last):
         with autocast(device, precision):
-            outputs.append(tta_logits(model, x, tta_level).float())
+            logits = tta_levels(model, x, max(levels))
+        for level in levels:
+            outputs[level].append(logits[level].float())
     model.train(was_training)
-    return torch.cat(outputs)
+    return {level: torch.cat(parts) for level, parts in outputs.items()}
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, tta_level: int, batch_size: int,
+                   precision: str = "fp32", channels_last: bool = False) -> torch.Tensor:
+    """Float32 logits for uint8 `images` at TTA level `tta_level` (`predict_levels`)."""
+    return predict_levels(model, images, (tta_level,), batch_size, precision,
+                          channels_last)[tta_level]
+
+
+def evaluate_levels(model: nn.Module, split: Split, levels: Sequence[int],
+                    batch_size: int = 1000, precision: str = "fp32",
+                    channels_last: bool = False) -> dict[int, EvalResult]:
+    """Loss and accuracy of `model` on `split` at each TTA level in `levels`, for the cost of
+    the highest level alone."""
+    logits = predict_levels(model, split.images, levels, batch_size, precision, channels_last)
+    return {level: _result(values, split.labels) for level, values in logits.items()}
 
 
 def evaluate(model: nn.Module, split: Split, tta_level: int = 0, batch_size: int = 1000,
              precision: str = "fp32", channels_last: bool = False) -> EvalResult:
     """Loss and accuracy of `model` on `split`."""
-    logits = predict_logits(model, split.images, tta_level, batch_size, precision, channels_last)
-    labels = split.labels.to(logits.device)
+    return evaluate_levels(model, split, (tta_level,), batch_size, precision,
+                           channels_last)[tta_level]
+
+
+def _result(logits: torch.Tensor, labels: torch.Tensor) -> EvalResult:
+    labels = labels.to(logits.device)
     predictions = logits.argmax(1)
     return EvalResult(loss=float(F.cross_entropy(logits, labels)),
                       accuracy=int((predictions == labels).sum()) / len(labels),

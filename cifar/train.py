@@ -59,20 +59,23 @@ def _run_epoch(engine: Engine, split: Split, epoch: int, world: World,
     return loss_sum / seen, correct / seen
 
 
-def _evaluate(engine: Engine, split: Split, tta_level: int, world: World) -> EvalResult:
-    """Loss and accuracy on `split`, each rank evaluating its contiguous part; the counts
-    are summed, so the accuracy is that of one process evaluating all of it."""
+def _evaluate(engine: Engine, split: Split, tta_levels: tuple[int, ...],
+              world: World) -> dict[int, EvalResult]:
+    """Loss and accuracy on `split` at each TTA level, each rank evaluating its contiguous
+    part; the counts are summed, so the accuracy is that of one process evaluating all of it."""
     part = world.shard(len(split.labels))
     local = Split(split.images[part], split.labels[part])
     n = len(local.labels)
-    loss_sum, correct = 0.0, 0
-    if n:
-        result = engine.evaluate(local, tta_level)
-        loss_sum = result.loss * n
-        correct = int((result.predictions == local.labels.cpu()).sum())
-    loss_sum, correct, total = world.sum([loss_sum, correct, n])
-    return EvalResult(loss=loss_sum / total, accuracy=correct / total,
-                      predictions=torch.empty(0, dtype=torch.long))
+    results = engine.evaluate(local, tta_levels) if n else {}
+    sums: list[float] = []
+    for level in tta_levels:
+        result = results.get(level)
+        sums += [result.loss * n, int((result.predictions == local.labels.cpu()).sum())] \
+            if result else [0.0, 0]
+    *sums, total = world.sum([*sums, n])
+    return {level: EvalResult(loss=sums[2 * i] / total, accuracy=sums[2 * i + 1] / total,
+                              predictions=torch.empty(0, dtype=torch.long))
+            for i, level in enumerate(tta_levels)}
 
 
 def _engine_type(config: dict[str, Any]) -> type:
@@ -173,15 +176,17 @@ def _train(config: dict[str, Any], run: RunDir, state: dict[str, Any] | None, wo
         say(f"resuming {run.path} after epoch {state['epoch']} with {world.size} "
             f"process{'es' if world.size > 1 else ''} (the run had {was})")
 
-    result = None
+    final_levels = tuple(dict.fromkeys((0, config["tta_level"])))  # one pass gives both
+    results = None
     for epoch in range(len(rows), config["epochs"]):
         start = time.perf_counter()
         lr = engine.lr
         train_loss, train_acc = _run_epoch(engine, train_split, epoch, world, quiet)
         seconds = time.perf_counter() - start
         every, last = config["eval_every"], epoch + 1 == config["epochs"]
-        result = _evaluate(engine, test_split, 0, world) \
+        results = _evaluate(engine, test_split, final_levels if last else (0,), world) \
             if last or (every and (epoch + 1) % every == 0) else None
+        result = results[0] if results else None
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                      "train_acc": train_acc, "test_loss": result.loss if result else "",
                      "test_acc": result.accuracy if result else "", "epoch_seconds": seconds})
@@ -193,8 +198,9 @@ def _train(config: dict[str, Any], run: RunDir, state: dict[str, Any] | None, wo
         say(f"epoch {epoch + 1}: train_loss {train_loss:.4f} train_acc {train_acc:.4f}"
             + (f" test_acc {result.accuracy:.4f}" if result else "") + f" ({seconds:.1f}s)")
 
-    result = result or _evaluate(engine, test_split, 0, world)
-    tta = _evaluate(engine, test_split, config["tta_level"], world)
+    if results is None:  # resumed after the last epoch
+        results = _evaluate(engine, test_split, final_levels, world)
+    result, tta = results[0], results[config["tta_level"]]
     if world.is_main:
         engine.save_model(run, classes)
     summary = {

@@ -10,6 +10,7 @@ Lookahead. torch is used only to write `model.pt`, from the PyNet weights, at sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from cifar.checkpoint import load_optimizer_states, model_checkpoint, optimizer_
 from cifar.data import Split
 from cifar.distributed import World
 from cifar.errors import CifarError
-from cifar.evaluate import EvalResult, evaluate
+from cifar.evaluate import EvalResult, evaluate_levels
 from cifar.models import build_layers, build_model, named_parameter_layers, output_scale
 from cifar.presets import PYNET_SETTINGS
 from cifar.pynet.convert import fold_output_scale, load_torch_state, to_torch_state
@@ -205,10 +206,11 @@ class PynetEngine:
         """Learning rate of the main parameter group for the next step."""
         return self.optimizer.param_groups[-1]["lr"]
 
-    def evaluate(self, split: Split, tta_level: int) -> EvalResult:
-        """Loss and accuracy on `split`, through the same evaluation code as the torch engine."""
+    def evaluate(self, split: Split, tta_levels: Sequence[int]) -> dict[int, EvalResult]:
+        """Loss and accuracy on `split` at each TTA level, through the same evaluation code
+        as the torch engine."""
         facade = TorchFacade(self.model, float(self.output_scale))
-        return evaluate(facade, split, tta_level, self.config["eval_batch_size"])
+        return evaluate_levels(facade, split, tta_levels, self.config["eval_batch_size"])
 
     def num_parameters(self) -> int:
         """Number of parameters, trainable or frozen."""

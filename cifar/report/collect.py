@@ -21,7 +21,7 @@ import torch
 from cifar.checkpoint import LAST_NAME, MODEL_NAME, load_model
 from cifar.data import META_FILE, TEST_FILE, batches_dir, load_classes, load_split
 from cifar.errors import CifarError
-from cifar.evaluate import predict_logits
+from cifar.evaluate import predict_levels
 
 
 class ReportError(CifarError):
@@ -195,12 +195,12 @@ def evaluate_checkpoint(run: RunData, data_dir: str | None, missing: list[str],
         classes = loaded.classes or load_classes(folder)
         args = (cfg.get("eval_batch_size", 1000), cfg.get("precision", "fp32"),
                 bool(cfg.get("channels_last", False)))
-        logits = predict_logits(loaded.model, split.images, 0, *args)
-        result = TestEvaluation(logits, split.labels, split.images, classes, run.checkpoint,
-                                folder)
-        level = int(cfg.get("tta_level", 0))
-        if with_tta and level:
-            tta = predict_logits(loaded.model, split.images, level, *args)
+        level = int(cfg.get("tta_level", 0)) if with_tta else 0
+        logits = predict_levels(loaded.model, split.images, (0, level), *args)
+        result = TestEvaluation(logits[0], split.labels, split.images, classes,
+                                run.checkpoint, folder)
+        if level:
+            tta = logits[level]
             result.tta_level = level
             result.tta_accuracy = float((tta.argmax(1) == split.labels).float().mean())
     except (CifarError, KeyError, TypeError, ValueError, RuntimeError) as exc:
