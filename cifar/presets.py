@@ -80,7 +80,7 @@ def _airbench_preset(widths: list[int], batch_size: int, optimizer: str) -> dict
 
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": _airbench_preset([48, 128, 128], batch_size=2000, optimizer="muon"),
-    "best": _airbench_preset([64, 256, 256], batch_size=2000, optimizer="muon"),
+    "best": _airbench_preset([128, 384, 384], batch_size=2000, optimizer="muon"),
     "fast-sgd": _airbench_preset([48, 128, 128], batch_size=512, optimizer="sgd"),
     "best-sgd": _airbench_preset([64, 256, 256], batch_size=1024, optimizer="sgd"),
     "course": {
