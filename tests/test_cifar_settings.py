@@ -31,7 +31,7 @@ def test_settings_apply_after_the_options_and_whole_tables_can_be_set():
 @pytest.mark.parametrize("settings, message", [
     (["muon.foo=1"], r"--set muon.foo: no such setting; expected one of \['lr', 'momentum'"),
     (["epochs=ten"], r'--set epochs: expected an int like 10, got "ten"'),
-    (["model.widths=3"], r"--set model.widths: expected a list like \[48, 128, 128\], got 3"),
+    (["model.widths=3"], r"--set model.widths: expected a list like \[64, 160, 160\], got 3"),
     (["flip=true"], r'--set flip: expected a str like "alternate", got true'),
     (["muon"], r"--set: expected KEY=VALUE .* got 'muon'"),
     (["=1"], r"--set: expected KEY=VALUE"),

@@ -124,6 +124,24 @@ def test_same_seed_gives_same_metrics_and_other_seed_differs(
     assert _metrics_without_time(tmp_path / "other") != _metrics_without_time(trained_run)
 
 
+@pytest.mark.parametrize("engine", ["torch", "pynet"])
+def test_evaluating_every_epoch_changes_no_training_number_and_no_final_accuracy(
+        engine: str, shared_cifar_root: Path, tmp_path: Path) -> None:
+    runs = {every: tmp_path / f"every-{every}" for every in (0, 1)}
+    summaries = {every: train(tiny_config(shared_cifar_root, epochs=3, engine=engine,
+                                          eval_every=every), out=out, quiet=True)
+                 for every, out in runs.items()}
+    never, each = (_metrics_without_time(runs[every]) for every in (0, 1))
+    assert [row["test_acc"] for row in never] == ["", "", never[-1]["test_acc"]]
+    assert all(row["test_acc"] for row in each)
+    train_only = ("epoch", "lr", "train_loss", "train_acc")
+    assert [{k: r[k] for k in train_only} for r in never] == [
+        {k: r[k] for k in train_only} for r in each]
+    assert never[-1] == each[-1]
+    for key in ("test_accuracy", "test_accuracy_tta", "test_loss"):
+        assert summaries[0][key] == summaries[1][key]
+
+
 def test_existing_run_directory_is_not_overwritten_without_resume(
         trained_run: Path, shared_cifar_root: Path) -> None:
     with pytest.raises(CifarError, match="--resume"):
