@@ -28,6 +28,7 @@ from cifar.models import build_model, count_parameters
 from cifar.presets import resolve_config
 from cifar.report import build_report, report
 from cifar.report.architecture import describe_config
+from cifar.report.command import curves_caption
 from cifar.report.content import SECTIONS
 from cifar.report.training import lr_curve
 from cifar.rundir import RunDir
@@ -410,3 +411,16 @@ def test_corrupt_run_files_are_reported_as_unreadable(run_dir: Path, data_dir: P
     assert "config.json holds a list, expected an object" in text
     assert "Every entry of model.pt" in text  # the settings come from the checkpoint instead
     assert _pdf_pages(files.pdf) == files.pages
+
+
+@pytest.mark.parametrize("tested, says", [
+    ((1, 2, 3), "Test: the model after each epoch, without TTA"),
+    ((3,), "Test: the model after epoch 3 only (the run's eval_every), without TTA"),
+    ((2, 3), "Test: the model after epochs 2, 3 only (the run's eval_every), without TTA"),
+    ((), "Test: none (the run evaluated no epoch), without TTA"),
+], ids=["every-epoch", "last-only", "some", "none"])
+def test_learning_curves_caption_says_after_which_epochs_the_test_set_was_evaluated(
+        tested: tuple[int, ...], says: str) -> None:
+    metrics = [{"epoch": float(epoch), "train_loss": 1.0,
+                "test_acc": 0.5 if epoch in tested else None} for epoch in (1, 2, 3)]
+    assert curves_caption(metrics).startswith(f"Learning curves. {says}; dashed: the 70% bar.")

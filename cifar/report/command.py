@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,9 +31,21 @@ class ReportFiles:
     missing: list[str]
 
 
-CURVES_CAPTION = ("Learning curves. Test: the model after each epoch, without TTA; dashed: the "
-                  "70% bar. Train: the running mean over each epoch's augmented batches. The "
-                  "legends give each curve's last value.")
+def curves_caption(metrics: list[dict[str, Any]]) -> str:
+    """The learning curves' caption, saying after which epochs the test set was evaluated."""
+    tested = [int(row["epoch"]) for row in metrics if row.get("test_acc") is not None]
+    if len(tested) == len(metrics):
+        when = "the model after each epoch"
+    elif tested:
+        epochs = ", ".join(map(str, tested))
+        when = (f"the model after epoch{'s' * (len(tested) > 1)} {epochs} only (the run's "
+                f"eval_every)")
+    else:
+        when = "none (the run evaluated no epoch)"
+    return (f"Learning curves. Test: {when}, without TTA; dashed: the 70% bar. Train: the "
+            "running mean over each epoch's augmented batches. The legends give each curve's "
+            "last value.")
+
 FIGURE_NAMES = ("curves", "lr", "confusion", "per_class", "misclassified")
 
 
@@ -58,7 +70,8 @@ def _figure_list(inputs: ReportInputs) -> list[tuple[str, Figure, str]]:
     run, evaluation = inputs.run, inputs.evaluation
     drawn = []
     if any(r.get("train_loss") is not None for r in run.metrics):
-        drawn.append(("curves", fig.curves_figure(run.metrics), CURVES_CAPTION))
+        drawn.append(("curves", fig.curves_figure(run.metrics),
+                       curves_caption(run.metrics)))
     if inputs.lr is not None:
         what = "optimiser steps" if inputs.lr.per_step else "epochs"
         drawn.append(("lr", fig.lr_figure(inputs.lr, run.metrics),
