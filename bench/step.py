@@ -1,11 +1,12 @@
-"""``python -m bench.step``: seconds per training step of a preset's network, per width and
-crop size, measured side by side.
+"""``python -m bench.step``: seconds per training step of a preset's network, per variant,
+width and crop size, measured side by side.
 
-What a wider network costs, and what smaller crops in the early epochs (`early_crops`) save,
-decide whether a change fits the wall-clock budget; this measures it with the trainer's own
-`Engine` step (optimisers, Lookahead and all) on random images. Each round times every
-(widths, size) pair once, `--steps` steps after one warm-up step, and keeps the fastest of
-them; the table gives the median over the rounds and its ratio to the first pair's.
+What a wider network costs, what smaller crops in the early epochs (`early_crops`) save, or
+what another setting (`--variant model.activation=relu`) changes, decide whether a change
+fits the wall-clock budget; this measures it with the trainer's own `Engine` step
+(optimisers, Lookahead and all) on random images. Each round times every (variant, widths,
+size) triple once, `--steps` steps after one warm-up step, and keeps the fastest of them; the
+table gives the median over the rounds and its ratio to the first triple's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from cifar.engine import Engine
 from cifar.presets import PRESETS, resolve_config
+from cifar.settings import parse_setting
 
 
 def _positive_ints(text: str, option: str) -> list[int]:
@@ -42,6 +44,28 @@ def _parse_sizes(ctx: click.Context, param: click.Parameter, text: str) -> list[
     return _positive_ints(text, "--sizes")
 
 
+def _variant_error(exc: Exception) -> click.BadParameter:
+    """A bad --variant setting, worded as the trainer's --set words it, without "--set"."""
+    text = str(exc.args[0] if exc.args else exc)
+    return click.BadParameter(text.removeprefix("--set: ").removeprefix("--set "),
+                              param_hint="--variant")
+
+
+def _parse_variants(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]
+                    ) -> list[tuple[str, list[str]]]:
+    """(label, settings) of the preset as it is, then of each --variant "KEY=VALUE ..."."""
+    variants = [("preset", [])]
+    for text in texts:
+        settings = text.split()
+        for setting in settings:
+            try:
+                parse_setting(setting)
+            except ValueError as exc:
+                raise _variant_error(exc) from None
+        variants.append((" ".join(settings), settings))
+    return variants
+
+
 def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> float:
     """The fastest of `steps` training steps on random `size`-pixel images (after a warm-up)."""
     inputs = torch.randn(batch_size, 3, size, size)
@@ -62,6 +86,11 @@ def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> floa
 @click.option("--widths", "widths", multiple=True, metavar="A,B,C", callback=_parse_widths,
               help="Widths of the network's three groups; repeat to compare. "
                    "[default: the preset's]")
+@click.option("--variant", "variants", multiple=True, metavar='"KEY=VALUE ..."',
+              callback=_parse_variants,
+              help="Settings applied to the preset, as train's --set (space-separated, no "
+                   "spaces inside a value); repeat to compare. The preset itself comes first. "
+                   "whiten_bias_epochs=99 times the early epochs' step.")
 @click.option("--sizes", default="32", show_default=True, metavar="S,...", callback=_parse_sizes,
               help="Image sizes to time each network at (e.g. 32,24).")
 @click.option("--batch-size", type=click.IntRange(1), help="[default: the preset's]")
@@ -69,36 +98,44 @@ def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> floa
 @click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=2, show_default=True,
               help="Timed steps per pair and round (the fastest counts).")
-def main(preset: str, widths: list[list[int]], sizes: list[int], batch_size: int | None,
-         threads: int, rounds: int, steps: int) -> None:
-    """Time a training step of PRESET's network at each of --widths and --sizes."""
+def main(preset: str, widths: list[list[int]], variants: list[tuple[str, list[str]]],
+         sizes: list[int], batch_size: int | None, threads: int, rounds: int, steps: int
+         ) -> None:
+    """Time a training step of PRESET's network for each --variant, --widths and --sizes."""
     torch.set_num_threads(threads)
-    base = resolve_config(preset, device="cpu", threads=threads)
+    configs = {}
+    for label, settings in variants:
+        try:
+            configs[label] = resolve_config(preset, settings, device="cpu", threads=threads)
+        except (KeyError, ValueError) as exc:
+            raise _variant_error(exc) from None
+    base = configs["preset"]
     batch_size = batch_size or base["batch_size"]
     groups = len(base["model"]["widths"])
-    widths = widths or [base["model"]["widths"]]
     for width in widths:
         if len(width) != groups:
             raise click.BadParameter(f"expected {groups} widths for preset {preset!r}, got "
                                      f"{width}", param_hint="--widths")
     engines = {}
-    for width in widths:
-        config = copy.deepcopy(base)
-        config["model"]["widths"] = width
-        torch.manual_seed(0)
-        engines[",".join(map(str, width))] = Engine(config, steps_per_epoch=1000,
-                                                    device=torch.device("cpu"))
-    pairs = [(text, size) for text in engines for size in sizes]
-    seconds: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
+    for label, config in configs.items():
+        for width in widths or [config["model"]["widths"]]:
+            sized = copy.deepcopy(config)
+            sized["model"]["widths"] = width
+            torch.manual_seed(0)
+            key = label, ",".join(map(str, width))
+            engines[key] = Engine(sized, steps_per_epoch=1000, device=torch.device("cpu"))
+    triples = [(*key, size) for key in engines for size in sizes]
+    seconds: dict[tuple[str, str, int], list[float]] = {triple: [] for triple in triples}
     for _ in range(rounds):
-        for text, size in pairs:
-            seconds[text, size].append(step_seconds(engines[text], batch_size, size, steps))
-    first = statistics.median(seconds[pairs[0]])
+        for label, width, size in triples:
+            seconds[label, width, size].append(
+                step_seconds(engines[label, width], batch_size, size, steps))
+    first = statistics.median(seconds[triples[0]])
     click.echo(f"{preset}, batch {batch_size}, {threads} threads, {rounds} rounds\n"
-               "| widths | size | step (s), median | × first |\n|---|---|---|---|")
-    for text, size in pairs:
-        median = statistics.median(seconds[text, size])
-        click.echo(f"| {text} | {size} | {median:.3f} | {median / first:.2f} |")
+               "| variant | widths | size | step (s), median | × first |\n|---|---|---|---|---|")
+    for label, width, size in triples:
+        median = statistics.median(seconds[label, width, size])
+        click.echo(f"| {label} | {width} | {size} | {median:.3f} | {median / first:.2f} |")
 
 
 if __name__ == "__main__":

@@ -81,15 +81,27 @@ def test_bench_step_times_every_width_at_every_size() -> None:
         "--threads", "1", "--rounds", "1", "--steps", "1"])
     assert result.exit_code == 0, result.output
     rows = [line.split(" | ") for line in result.output.splitlines()
-            if line.startswith("| 8,")]
-    assert [(row[0], row[1]) for row in rows] == [
-        ("| 8,16,16", "32"), ("| 8,16,16", "24"), ("| 8,24,24", "32"), ("| 8,24,24", "24")]
-    assert rows[0][3] == "1.00 |" and all(float(row[2]) > 0 for row in rows)
+            if line.startswith("| preset |")]
+    assert [(row[1], row[2]) for row in rows] == [
+        ("8,16,16", "32"), ("8,16,16", "24"), ("8,24,24", "32"), ("8,24,24", "24")]
+    assert rows[0][4] == "1.00 |" and all(float(row[3]) > 0 for row in rows)
+
+
+def test_bench_step_times_the_preset_then_each_variant() -> None:
+    result = CliRunner().invoke(bench_step, [
+        "--widths", "8,16,16", "--variant", "model.activation=relu whiten_bias_epochs=99",
+        "--batch-size", "8", "--threads", "1", "--rounds", "1", "--steps", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(" | ") for line in result.output.splitlines()
+            if line.endswith("|") and "8,16,16" in line]
+    assert [row[0] for row in rows] == ["| preset", "| model.activation=relu whiten_bias_epochs=99"]
+    assert rows[0][4] == "1.00 |" and all(float(row[3]) > 0 for row in rows)
 
 
 @pytest.mark.parametrize("args", [["--widths", "8,16"], ["--widths", "8,x,16"],
-                                  ["--sizes", "32,0"]], ids=" ".join)
+                                  ["--sizes", "32,0"], ["--variant", "muon.foo=1"],
+                                  ["--variant", "epochs"]], ids=" ".join)
 def test_bench_step_refuses_malformed_lists_naming_the_option(args: list[str]) -> None:
     result = CliRunner().invoke(bench_step, [*args, "--batch-size", "4", "--rounds", "1"])
-    assert result.exit_code == 2 and f"Invalid value for {args[0]}: expected" in result.output, \
-        result.output
+    message = result.output.partition(f"Invalid value for {args[0]}: ")[2]
+    assert result.exit_code == 2 and "expected" in message, result.output
