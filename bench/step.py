@@ -67,12 +67,13 @@ def _parse_variants(ctx: click.Context, param: click.Parameter, texts: tuple[str
 
 
 def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> float:
-    """The fastest of `steps` training steps on random `size`-pixel images (after a warm-up)."""
+    """The fastest of `steps` training steps of the last epoch on random `size`-pixel images
+    (after a warm-up)."""
     inputs = torch.randn(batch_size, 3, size, size)
     if engine.config["channels_last"]:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (batch_size,))
-    engine.start_epoch(engine.config["whiten_bias_epochs"])  # the usual, later-epoch step
+    engine.start_epoch(engine.config["epochs"] - 1)  # the last epoch's step, the usual one
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -90,7 +91,8 @@ def step_seconds(engine: Engine, batch_size: int, size: int, steps: int) -> floa
               callback=_parse_variants,
               help="Settings applied to the preset, as train's --set (space-separated, no "
                    "spaces inside a value); repeat to compare. The preset itself comes first. "
-                   "whiten_bias_epochs=99 times the early epochs' step.")
+                   "whiten_bias_epochs=10 times the step of the epochs that train the "
+                   "whitening bias.")
 @click.option("--sizes", default="32", show_default=True, metavar="S,...", callback=_parse_sizes,
               help="Image sizes to time each network at (e.g. 32,24).")
 @click.option("--batch-size", type=click.IntRange(1), help="[default: the preset's]")

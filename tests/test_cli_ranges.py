@@ -89,12 +89,13 @@ def test_bench_step_times_every_width_at_every_size() -> None:
 
 def test_bench_step_times_the_preset_then_each_variant() -> None:
     result = CliRunner().invoke(bench_step, [
-        "--widths", "8,16,16", "--variant", "model.activation=relu whiten_bias_epochs=99",
+        "--widths", "8,16,16", "--variant", "model.activation=relu whiten_bias_epochs=10",
         "--batch-size", "8", "--threads", "1", "--rounds", "1", "--steps", "1"])
     assert result.exit_code == 0, result.output
     rows = [line.split(" | ") for line in result.output.splitlines()
             if line.endswith("|") and "8,16,16" in line]
-    assert [row[0] for row in rows] == ["| preset", "| model.activation=relu whiten_bias_epochs=99"]
+    assert [row[0] for row in rows] == [
+        "| preset", "| model.activation=relu whiten_bias_epochs=10"]
     assert rows[0][4] == "1.00 |" and all(float(row[3]) > 0 for row in rows)
 
 
