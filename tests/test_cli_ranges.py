@@ -99,10 +99,17 @@ def test_bench_step_times_the_preset_then_each_variant() -> None:
     assert rows[0][4] == "1.00 |" and all(float(row[3]) > 0 for row in rows)
 
 
-@pytest.mark.parametrize("args", [["--widths", "8,16"], ["--widths", "8,x,16"],
-                                  ["--sizes", "32,0"], ["--variant", "muon.foo=1"],
-                                  ["--variant", "epochs"]], ids=" ".join)
-def test_bench_step_refuses_malformed_lists_naming_the_option(args: list[str]) -> None:
+@pytest.mark.parametrize("args, message", [
+    (["--widths", "8,16"], "expected 3 widths for preset 'fast', got [8, 16]"),
+    (["--widths", "8,x,16"], "expected comma-separated positive integers, got '8,x,16'"),
+    (["--sizes", "32,0"], "expected comma-separated positive integers, got '32,0'"),
+    (["--variant", "muon.foo=1"], "muon.foo: no such setting; expected one of ['lr'"),
+    (["--variant", "epochs"], "expected KEY=VALUE with KEY a dotted config path"),
+], ids=["widths-count", "widths-not-ints", "sizes-not-positive", "variant-unknown-key",
+        "variant-not-key-value"])
+def test_bench_step_refuses_malformed_lists_naming_the_option(args: list[str],
+                                                              message: str) -> None:
     result = CliRunner().invoke(bench_step, [*args, "--batch-size", "4", "--rounds", "1"])
-    message = result.output.partition(f"Invalid value for {args[0]}: ")[2]
-    assert result.exit_code == 2 and "expected" in message, result.output
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {args[0]}: {message}" in " ".join(result.output.split()), \
+        result.output
