@@ -1,9 +1,9 @@
-"""The PyTorch training engine: model, optimiser, LR schedule and Lookahead weights.
+"""The PyTorch training engine: model, optimiser, LR schedule and weight averages.
 
 The engine knows nothing about metrics or data loading; the trainer feeds it batches, asks for
 its state and evaluations, and has it write its model files into the run directory. The recipe
-(groups, trainability, schedule, Lookahead, whitening) is `cifar.recipe`, shared with the PyNet
-engine (`cifar.pynet.engine`), which offers the same methods.
+(groups, trainability, schedule, weight averages, whitening) is `cifar.recipe`, shared with
+the PyNet engine (`cifar.pynet.engine`), which offers the same methods.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from cifar.evaluate import EvalResult, autocast, evaluate_levels
 from cifar.models import build_model, count_parameters, named_parameter_layers
 from cifar.optim import Muon
 from cifar.recipe import (
+    WEIGHT_AVERAGES,
     Lookahead,
     global_step_stats,
     lr_factor,
     muon_filters,
     param_groups,
     trainable,
+    weight_averages,
     whitening_init,
 )
 from cifar.rundir import RunDir
@@ -68,7 +70,7 @@ class Engine:
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(config["schedule"], s, self.total_steps))
             for opt in self.optimizers]
-        self.lookahead = self._make_lookahead()
+        self.averages = self._make_averages()
         self.forward = self._wrap()
 
     def _wrap(self) -> torch.nn.Module:
@@ -101,18 +103,17 @@ class Engine:
     def _float_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.model.state_dict().items() if v.is_floating_point()}
 
-    def _make_lookahead(self) -> Lookahead | None:
-        look = self.config["lookahead"]
-        return Lookahead(self._float_state(), look["every"], look["decay"]) if look else None
+    def _make_averages(self) -> dict[str, Lookahead]:
+        return weight_averages(self.config, self._float_state())
 
     @torch.no_grad()
     def prepare(self, train_inputs: torch.Tensor) -> None:
         """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`);
-        then every rank takes rank 0's weights, and the Lookahead starts from them."""
+        then every rank takes rank 0's weights, and the weight averages start from them."""
         whitening_init(self.model.state_dict(), train_inputs.cpu().numpy(), self.config["model"])
         for value in self.model.state_dict().values():
             self.world.broadcast(value)
-        self.lookahead = self._make_lookahead()
+        self.averages = self._make_averages()
 
     def start_epoch(self, epoch: int) -> None:
         """Set per-epoch trainability (`cifar.recipe.trainable`) and training mode; DDP is
@@ -146,8 +147,8 @@ class Engine:
             scheduler.step()
         self.step += 1
         self._average_running_stats()
-        if self.lookahead is not None:
-            self.lookahead.update(self._float_state, self.step, self.total_steps)
+        for average in self.averages.values():
+            average.update(self._float_state, self.step, self.total_steps)
         return loss_sum, correct, count
 
     @torch.no_grad()
@@ -184,19 +185,20 @@ class Engine:
         run.save_model(model_checkpoint(self.model, self.config, classes))
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model, optimisers, schedulers, Lookahead and step."""
+        """Everything needed to resume: model, optimisers, schedulers, weight averages and step."""
         return {"model": self.model.state_dict(),
                 **optimizer_states(self.optimizers, self.schedulers), "step": self.step,
-                "lookahead": self.lookahead.slow if self.lookahead else None}
+                **{key: self.averages[key].slow if key in self.averages else None
+                   for key in WEIGHT_AVERAGES}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
         self.model.load_state_dict(state["model"])
         load_optimizer_states(state, self.optimizers, self.schedulers)
         self.step = state["step"]
-        if self.lookahead is not None:
-            for name, value in state["lookahead"].items():
-                self.lookahead.slow[name].copy_(value)
+        for key, average in self.averages.items():
+            for name, value in state[key].items():
+                average.slow[name].copy_(value)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,7 +1,8 @@
 """The training recipe, written once for both engines in terms of parameter names and layer
-kinds: parameter groups, per-epoch trainability, the LR schedule, Lookahead and the
-data-dependent initialisation. `cifar.engine` applies it to a torch model, `cifar.pynet.engine`
-to a PyNet model; their parameters share torch's names ("groups.0.2.bias").
+kinds: parameter groups, per-epoch trainability, the LR schedule, the weight averages
+(Lookahead, EMA) and the data-dependent initialisation. `cifar.engine` applies it to a torch
+model, `cifar.pynet.engine` to a PyNet model; their parameters share torch's names
+("groups.0.2.bias").
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cifar.distributed import World
-from cifar.errors import DivergenceError
+from cifar.errors import CifarError, DivergenceError
 from cifar.models import is_frozen, whitening_weight
 
 
@@ -109,6 +110,8 @@ class Lookahead:
     the slow weights into the model, so the final model is the averaged one.
     """
 
+    pulls_fast = True  # the model restarts from the slow weights at every update
+
     def __init__(self, state: Mapping[str, Any], every: int, decay: float) -> None:
         self.every, self.decay = every, decay
         self.slow = {name: _copy(value) for name, value in state.items()}
@@ -121,10 +124,43 @@ class Lookahead:
         if decay is None:
             return
         state = state()
+        copy_back = self.pulls_fast or step == total_steps
         for name, slow in self.slow.items():
             fast = state[name]
             slow += (fast - slow) * (1 - decay)
-            fast[...] = slow
+            if copy_back:
+                fast[...] = slow
+
+
+class WeightEMA(Lookahead):
+    """An exponential moving average of the weights on Lookahead's schedule that leaves the
+    model's own weights alone until the last step, which copies the average into it. Beside
+    a Lookahead it averages the Lookahead's model."""
+
+    pulls_fast = False
+
+
+#: The weight averages a config can ask for, in the order they update after a step.
+WEIGHT_AVERAGES: dict[str, type[Lookahead]] = {"lookahead": Lookahead, "ema": WeightEMA}
+
+
+def weight_averages(config: dict[str, Any], state: Mapping[str, Any]
+                    ) -> dict[str, Lookahead]:
+    """The weight averages `config` asks for ("lookahead", "ema": null or {"every": steps,
+    "decay": a number in [0, 1]}) by config key, each starting from `state`."""
+    averages = {}
+    for key, kind in WEIGHT_AVERAGES.items():
+        spec = config.get(key)
+        if spec is None:
+            continue
+        every, decay = (spec.get("every"), spec.get("decay")) if isinstance(spec, dict) \
+            else (None, None)
+        if not (type(every) is int and every >= 1 and isinstance(decay, int | float)
+                and not isinstance(decay, bool) and 0 <= decay <= 1 and len(spec) == 2):
+            raise CifarError(f"{key}: expected null or {{\"every\": a count of steps >= 1, "
+                             f"\"decay\": a number from 0 to 1}}, got {spec!r}")
+        averages[key] = kind(state, every, decay)
+    return averages
 
 
 def _copy(value: Any) -> Any:

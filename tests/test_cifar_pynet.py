@@ -80,11 +80,12 @@ def _fp32_config(data_dir: Path, **overrides) -> dict:
 @pytest.mark.parametrize("preset", ["fast", "fast-sgd", "course"])
 def test_pynet_engine_takes_the_torch_engines_steps(preset: str, shared_cifar_root: Path):
     """Same init, batches and recipe (Muon for the filters and SGD for the rest in `fast`,
-    SGD groups in `fast-sgd`, both with the schedule and Lookahead; Adam and a mean loss for
-    `course`): the same losses, and the same weights after 6 steps."""
+    SGD groups in `fast-sgd`, both with the schedule, Lookahead and an EMA; Adam and a mean
+    loss for `course`): the same losses, and the same weights after 6 steps."""
     if preset.startswith("fast"):
         config = _fp32_config(shared_cifar_root, preset=preset, batch_size=16)
         config["lookahead"] = {"every": 2, "decay": 0.9}
+        config["ema"] = {"every": 3, "decay": 0.8}
     else:
         config = resolve_config("course", data_dir=str(shared_cifar_root), device="cpu",
                                 threads=2, batch_size=16)

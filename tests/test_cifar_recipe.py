@@ -11,10 +11,18 @@ import torch
 
 import backends
 from cifar.engine import Engine
+from cifar.errors import CifarError
 from cifar.models import build_layers, build_model, named_parameter_layers, whitening_weight
 from cifar.presets import resolve_config
 from cifar.pynet.engine import PynetEngine
-from cifar.recipe import Lookahead, muon_filters, param_groups, trainable
+from cifar.recipe import (
+    Lookahead,
+    WeightEMA,
+    muon_filters,
+    param_groups,
+    trainable,
+    weight_averages,
+)
 
 SMALL_AIRNET = {"arch": "airnet", "widths": [8, 16, 16], "whiten_kernel": 2,
                 "bn_momentum": 0.4, "output_scale": 1 / 9, "activation": "gelu"}
@@ -115,6 +123,41 @@ def test_lookahead_moves_slow_weights_towards_fast_and_copies_them_back(kind: st
     expected = 1 - 0.5 / 8
     np.testing.assert_allclose(np.asarray(state["w"]), expected, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(look.slow["w"]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_ema_averages_the_weights_without_moving_them_until_the_last_step(kind: str):
+    state = {"w": torch.zeros(3) if kind == "torch" else np.zeros(3, np.float32)}
+    ema = WeightEMA(state, every=1, decay=0.5)
+    state["w"][...] = 1
+    ema.update(lambda: state, step=1, total_steps=2)  # decay 0.5 * (1/2)^3
+    np.testing.assert_array_equal(np.asarray(state["w"]), 1)
+    np.testing.assert_allclose(np.asarray(ema.slow["w"]), 1 - 0.5 / 8, rtol=1e-6)
+    state["w"][...] = 3
+    ema.update(lambda: state, step=2, total_steps=2)  # the last step: decay 1
+    np.testing.assert_allclose(np.asarray(state["w"]), 1 - 0.5 / 8, rtol=1e-6)
+
+
+def test_weight_averages_build_the_configured_ones_lookahead_first():
+    state = {"w": np.zeros(2, np.float32)}
+    config = {"lookahead": {"every": 5, "decay": 0.95}, "ema": {"every": 2, "decay": 0.9}}
+    averages = weight_averages(config, state)
+    assert list(averages) == ["lookahead", "ema"]
+    assert type(averages["lookahead"]) is Lookahead and type(averages["ema"]) is WeightEMA
+    assert (averages["ema"].every, averages["ema"].decay) == (2, 0.9)
+    assert weight_averages({"lookahead": None, "ema": None}, state) == {}
+
+
+@pytest.mark.parametrize("key", ["lookahead", "ema"])
+@pytest.mark.parametrize("spec", [{"every": 0, "decay": 0.9}, {"every": 2.5, "decay": 0.9},
+                                  {"every": 2, "decay": 1.5}, {"every": 2},
+                                  {"every": 2, "decay": 0.9, "start": 3}, 5],
+                         ids=["every-0", "every-fractional", "decay-above-1", "no-decay",
+                              "unknown-key", "not-a-table"])
+def test_bad_weight_average_settings_are_refused_naming_the_setting(key: str, spec: object):
+    with pytest.raises(CifarError, match=rf'^{key}: expected null or \{{"every": a count of '
+                                         rf'steps >= 1, "decay": a number from 0 to 1\}}, got'):
+        weight_averages({key: spec}, {"w": np.zeros(2, np.float32)})
 
 
 def test_pynet_engine_holds_no_torch_network_and_writes_model_pt_from_its_weights(

@@ -57,11 +57,13 @@ def test_saved_and_reloaded_models_give_the_trained_accuracy(trained_run: Path,
 
 
 @pytest.mark.parametrize("engine", ["torch", "pynet"])
-@pytest.mark.parametrize("preset", ["fast", "fast-sgd"])
+@pytest.mark.parametrize(("preset", "ema"),
+                         [("fast", None), ("fast-sgd", {"every": 3, "decay": 0.9})],
+                         ids=["fast", "fast-sgd-with-ema"])
 def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(
-        engine: str, preset: str, shared_cifar_root: Path, tmp_path: Path,
+        engine: str, preset: str, ema: dict | None, shared_cifar_root: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tiny_config(shared_cifar_root, preset, epochs=3, engine=engine)
+    config = tiny_config(shared_cifar_root, preset, epochs=3, engine=engine, ema=ema)
     engine_type = PynetEngine if engine == "pynet" else Engine
     train(config, out=tmp_path / "straight", quiet=True)
 

@@ -5,7 +5,7 @@ checkpoints and run directory are the trainer's). The network is built by PyNet 
 model config (`cifar.models.build_layers` with a backend namespace), with PyNet's own seeded
 initialisation, and trained in NumPy/numba: forward, cross-entropy, backward, SGD or Adam
 (and Muon for the filters) with the recipe's parameter groups, trainability, LR schedule and
-Lookahead. torch is used only to write `model.pt`, from the PyNet weights, at save time.
+weight averages. torch is used only to write `model.pt`, from the PyNet weights, at save time.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from cifar.presets import PYNET_SETTINGS
 from cifar.pynet.convert import fold_output_scale, load_torch_state, to_torch_state
 from cifar.pynet.facade import TorchFacade
 from cifar.recipe import (
+    WEIGHT_AVERAGES,
     Lookahead,
     global_step_stats,
     lr_factor,
     muon_filters,
     param_groups,
     trainable,
+    weight_averages,
     whitening_init,
 )
 from cifar.rundir import RunDir
@@ -112,7 +114,7 @@ class PynetEngine:
         self.schedulers = [LambdaLR(opt, lambda s: lr_factor(config["schedule"], s,
                                                              self.total_steps))
                            for opt in self.optimizers]
-        self.lookahead = self._make_lookahead()
+        self.averages = self._make_averages()
         n_grads = sum(p.size for p in self.model.parameters())
         n_stats = sum(b.size for _, b in self._running_stats())
         self.flat = np.zeros(n_grads + n_stats, np.float32)
@@ -140,17 +142,16 @@ class PynetEngine:
     def _float_state(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in self.model.state_dict().items() if v.dtype.kind == "f"}
 
-    def _make_lookahead(self) -> Lookahead | None:
-        look = self.config["lookahead"]
-        return Lookahead(self._float_state(), look["every"], look["decay"]) if look else None
+    def _make_averages(self) -> dict[str, Lookahead]:
+        return weight_averages(self.config, self._float_state())
 
     def prepare(self, train_inputs: torch.Tensor) -> None:
         """Data-dependent initialisation of a fresh model (`cifar.recipe.whitening_init`);
-        then every rank takes rank 0's weights, and the Lookahead starts from them."""
+        then every rank takes rank 0's weights, and the weight averages start from them."""
         whitening_init(self.model.state_dict(), train_inputs.numpy(), self.config["model"])
         for value in self.model.state_dict().values():
             self.world.broadcast(torch.from_numpy(value))
-        self.lookahead = self._make_lookahead()
+        self.averages = self._make_averages()
 
     def start_epoch(self, epoch: int) -> None:
         """Train the parameters the recipe trains this epoch (`cifar.recipe.trainable`)."""
@@ -181,8 +182,8 @@ class PynetEngine:
             optimizer.step()
             scheduler.step()
         self.step += 1
-        if self.lookahead is not None:
-            self.lookahead.update(self._float_state, self.step, self.total_steps)
+        for average in self.averages.values():
+            average.update(self._float_state, self.step, self.total_steps)
         return loss_sum, correct, count
 
     def _all_reduce(self) -> None:
@@ -232,12 +233,13 @@ class PynetEngine:
         return {"model": to_torch_state(self.model),
                 **optimizer_states(self.optimizers, self.schedulers, _tensors),
                 "step": self.step,
-                "lookahead": _tensors(self.lookahead.slow) if self.lookahead else None}
+                **{key: _tensors(self.averages[key].slow) if key in self.averages else None
+                   for key in WEIGHT_AVERAGES}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state produced by `state_dict`."""
         load_torch_state(self.model, state["model"])
         load_optimizer_states(state, self.optimizers, self.schedulers, _arrays)
         self.step = state["step"]
-        if self.lookahead is not None:
-            self.lookahead.slow = _arrays(state["lookahead"])
+        for key, average in self.averages.items():
+            average.slow = _arrays(state[key])

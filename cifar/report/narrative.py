@@ -128,6 +128,11 @@ def extra_features(config: dict[str, Any], summary: dict[str, Any] | None,
                     f"fast ones (decay {look['decay']}); the final model is the slow average.")
     else:
         off.append("Lookahead")
+    ema = config.get("ema")
+    if ema:
+        used.append(f"An exponential moving average of the weights, updated every "
+                    f"{ema['every']} steps (decay {ema['decay']}) without resetting the model; "
+                    f"the final model is the average.")
     augment = []
     if config.get("crop_pad"):
         augment.append(f"random crops after {config['crop_pad']}-pixel reflect padding")

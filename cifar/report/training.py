@@ -50,6 +50,11 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
             return "off", ""
         return (f"every {value['every']} steps, decay {value['decay']}",
                 "slow weights, decay ramped as decay^every·(t/T)³; final model = slow weights")
+    if key == "ema":
+        if not value:
+            return "off", ""
+        return (f"every {value['every']} steps, decay {value['decay']}",
+                "average of the weights on Lookahead's schedule; final model = the average")
     if key == "crop_pad":
         return str(value), (f"reflect-pad {value} px, random 32×32 crop" if value else "off")
     if key == "early_crops":
@@ -97,6 +102,7 @@ LABELS = {
     "weight_decay": "Weight decay", "muon": "Muon (filters)", "bias_lr_scale": "Bias LR scale",
     "loss_reduction": "Loss reduction", "label_smoothing": "Label smoothing",
     "schedule": "LR schedule", "lookahead": "Lookahead",
+    "ema": "EMA of the weights",
     "whiten_bias_epochs": "Whitening-bias epochs", "crop_pad": "Random crop",
     "early_crops": "Early crops",
     "flip": "Flip", "tta_level": "TTA level", "precision": "Precision",
