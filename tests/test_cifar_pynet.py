@@ -90,6 +90,7 @@ def test_pynet_engine_takes_the_torch_engines_steps(preset: str, shared_cifar_ro
         config = resolve_config("course", data_dir=str(shared_cifar_root), device="cpu",
                                 threads=2, batch_size=16)
         config["model"] = SMALL_COURSE
+    config["epochs"] = 2  # two epochs of 3 steps: the schedule and the averages end at step 6
     torch.manual_seed(0)
     images = torch.randn(6 * 16, 3, 32, 32)
     labels = torch.randint(0, 10, (6 * 16,))
