@@ -48,7 +48,7 @@ def _run_epoch(engine: Engine, split: Split, epoch: int, world: World,
     for inputs, labels in train_batches(split, cfg["batch_size"], cfg["seed"], epoch,
                                         cfg["crop_pad"], cfg["flip"], cfg["channels_last"],
                                         world.shard if world.distributed else None,
-                                        crop_size(cfg, epoch)):
+                                        crop_size(cfg, epoch), cfg.get("color_jitter")):
         batch_loss, batch_correct, batch_size = engine.train_step(inputs, labels)
         loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
             seen + batch_size
@@ -118,6 +118,18 @@ def _check_early_crops(config: dict[str, Any], image_size: int) -> None:
                          f"\"epochs\": a count of epochs}}, got {early!r}")
 
 
+def _check_color_jitter(config: dict[str, Any]) -> None:
+    jitter = config.get("color_jitter")
+    if jitter is None:
+        return
+    amounts = [jitter.get(key) for key in ("brightness", "contrast")] \
+        if isinstance(jitter, dict) and set(jitter) == {"brightness", "contrast"} else [None]
+    if not all(type(a) in (int, float) and 0 <= a < 1 for a in amounts):
+        raise CifarError(f"color_jitter: expected null or {{\"brightness\": a number from 0 to "
+                         f"1 (a shift, in standard deviations), \"contrast\": a number from 0 "
+                         f"to 1 (a relative scale)}}, got {jitter!r}")
+
+
 def train(config: dict[str, Any], out: str | os.PathLike | None = None,
           resume: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume) a run and return its summary; `config` is ignored when resuming,
@@ -150,6 +162,7 @@ def _train(config: dict[str, Any], run: RunDir, state: dict[str, Any] | None, wo
     if world.broadcast_object(taken):
         raise CifarError(f"--out {run.path}: already holds a run ({LAST_NAME}); pass --resume "
                          f"{run.path} to continue it or choose another --out")
+    _check_color_jitter(config)
     data_dir = config["data_dir"] = str(Path(config["data_dir"] or default_data_dir()).resolve())
     train_split = load_split(data_dir, train=True).subset(config["train_subset"]).to(device)
     test_split = load_split(data_dir, train=False).subset(config["test_subset"]).to(device)

@@ -12,7 +12,14 @@ from cifar_fixtures import cifar_root_fixture  # noqa: F401  (pytest fixture)
 
 from cifar.data import batches_dir, load_batch, load_classes, load_split
 from cifar.errors import DataError
-from cifar.pipeline import flip_mask, flip_where, normalize, random_crop, train_batches
+from cifar.pipeline import (
+    flip_mask,
+    flip_where,
+    jitter_color,
+    normalize,
+    random_crop,
+    train_batches,
+)
 
 
 def test_load_split_returns_uint8_images_and_int64_labels(cifar_root: Path) -> None:
@@ -138,6 +145,40 @@ def test_train_batches_depend_only_on_seed_and_epoch(cifar_root: Path) -> None:
     small = list(train_batches(split, 64, 0, 0, crop_pad=2, flip="alternate", crop_size=24))
     assert [x.shape[-2:] for x, _ in small] == [(24, 24)] * 4
     assert all(torch.equal(y, y_small) for (_, y), (_, y_small) in zip(batches, small, strict=True))
+
+
+def test_color_jitter_shifts_and_scales_each_image_within_its_bounds() -> None:
+    x = torch.randn(500, 3, 4, 4)
+    jittered = jitter_color(x, 0.1, 0.2, 500, torch.Generator().manual_seed(0))
+    # Each image is (x + shift) * scale: recover both from its mean's and pixels' offsets.
+    scale = (jittered[:, :, 0, 0] - jittered[:, :, 1, 1]) / (x[:, :, 0, 0] - x[:, :, 1, 1])
+    shift = jittered[:, 0, 0, 0] / scale[:, 0] - x[:, 0, 0, 0]
+    assert torch.allclose(scale, scale[:, :1].expand(-1, 3), atol=1e-4)
+    assert scale.min() >= 0.8 - 1e-4 and scale.max() <= 1.2 + 1e-4 and scale.std() > 0.05
+    assert shift.abs().max() <= 0.1 + 1e-4 and shift.std() > 0.02
+    assert torch.equal(jitter_color(x, 0.0, 0.0, 500, torch.Generator()), x)
+
+
+def test_color_jitter_of_a_shard_equals_that_part_of_the_whole_batch() -> None:
+    x = torch.randn(10, 3, 2, 2)
+    whole = jitter_color(x, 0.3, 0.3, 10, torch.Generator().manual_seed(1))
+    part = jitter_color(x[4:7], 0.3, 0.3, 10, torch.Generator().manual_seed(1), slice(4, 7))
+    assert torch.equal(whole[4:7], part)
+
+
+def test_train_batches_jitter_colors_only_when_asked(cifar_root: Path) -> None:
+    split = load_split(cifar_root, train=True)
+    plain = list(train_batches(split, 64, 0, 0, crop_pad=2, flip="alternate"))
+    jittered = list(train_batches(split, 64, 0, 0, crop_pad=2, flip="alternate",
+                                  color_jitter={"brightness": 0.1, "contrast": 0.1}))
+    # The jitter draws after the crops: the crops, order and labels stay the same.
+    assert all(torch.equal(y, y_j) for (_, y), (_, y_j) in zip(plain, jittered, strict=True))
+    first, first_jittered = plain[0][0], jittered[0][0]
+    assert not torch.equal(first, first_jittered)
+    centred = first - first.mean((1, 2, 3), keepdim=True)
+    centred_jittered = first_jittered - first_jittered.mean((1, 2, 3), keepdim=True)
+    ratio = centred_jittered.flatten(1).norm(dim=1) / centred.flatten(1).norm(dim=1)
+    assert ratio.min() >= 0.9 - 1e-4 and ratio.max() <= 1.1 + 1e-4
 
 
 def test_normalize_standardises_channels() -> None:

@@ -57,13 +57,15 @@ def test_saved_and_reloaded_models_give_the_trained_accuracy(trained_run: Path,
 
 
 @pytest.mark.parametrize("engine", ["torch", "pynet"])
-@pytest.mark.parametrize(("preset", "ema"),
-                         [("fast", None), ("fast-sgd", {"every": 3, "decay": 0.9})],
-                         ids=["fast", "fast-sgd-with-ema"])
+@pytest.mark.parametrize(("preset", "extras"), [
+    ("fast", {}),
+    ("fast-sgd", {"ema": {"every": 3, "decay": 0.9},
+                  "color_jitter": {"brightness": 0.1, "contrast": 0.1}})],
+    ids=["fast", "fast-sgd-with-ema-and-jitter"])
 def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(
-        engine: str, preset: str, ema: dict | None, shared_cifar_root: Path, tmp_path: Path,
+        engine: str, preset: str, extras: dict, shared_cifar_root: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tiny_config(shared_cifar_root, preset, epochs=3, engine=engine, ema=ema)
+    config = tiny_config(shared_cifar_root, preset, epochs=3, engine=engine, **extras)
     engine_type = PynetEngine if engine == "pynet" else Engine
     train(config, out=tmp_path / "straight", quiet=True)
 
@@ -115,6 +117,15 @@ def test_bad_early_crops_are_refused_naming_the_setting(
         early_crops: object, shared_cifar_root: Path, tmp_path: Path) -> None:
     config = tiny_config(shared_cifar_root, early_crops=early_crops)
     with pytest.raises(CifarError, match=r"early_crops: expected null or \{\"size\": 1 to 36"):
+        train(config, out=tmp_path / "run", quiet=True)
+
+
+@pytest.mark.parametrize("color_jitter", [{"brightness": 0.1}, {"brightness": 0.1, "contrast": 1.5},
+                                          {"brightness": -0.1, "contrast": 0.1}, [0.1, 0.1]])
+def test_bad_color_jitter_is_refused_naming_the_setting(
+        color_jitter: object, shared_cifar_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(shared_cifar_root, color_jitter=color_jitter)
+    with pytest.raises(CifarError, match=r"color_jitter: expected null or \{\"brightness\""):
         train(config, out=tmp_path / "run", quiet=True)
 
 

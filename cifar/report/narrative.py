@@ -142,8 +142,13 @@ def extra_features(config: dict[str, Any], summary: dict[str, Any] | None,
                        f"epochs (cheaper steps), full-size ones after")
     if config.get("flip") not in (None, False, "none"):
         augment.append(f"left-right flips ({describe_flip(config['flip'])})")
+    jitter = config.get("color_jitter")
+    if jitter:
+        augment.append(f"colour jitter (brightness ±{jitter['brightness']:g} standard "
+                       f"deviations, contrast ±{jitter['contrast'] * 100:g} %)")
     if augment:
-        used.append("Augmentation on the training device: " + " and ".join(augment) + ".")
+        used.append("Augmentation on the training device: " + ", ".join(augment[:-1])
+                    + (" and " if len(augment) > 1 else "") + augment[-1] + ".")
     else:
         off.append("augmentation")
     level = config.get("tta_level", 0)

@@ -62,6 +62,11 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
             return "off", ""
         return (f"{value['size']}×{value['size']} for {value['epochs']} epochs",
                 "smaller random crops first, then full size")
+    if key == "color_jitter":
+        if not value:
+            return "off", ""
+        return (f"brightness ±{value['brightness']:g}, contrast ±{value['contrast']:g}",
+                "per image, on the normalised pixels")
     if key == "flip":
         return str(value), describe_flip(value)
     if key == "tta_level":
@@ -104,7 +109,7 @@ LABELS = {
     "schedule": "LR schedule", "lookahead": "Lookahead",
     "ema": "EMA of the weights",
     "whiten_bias_epochs": "Whitening-bias epochs", "crop_pad": "Random crop",
-    "early_crops": "Early crops",
+    "early_crops": "Early crops", "color_jitter": "Colour jitter",
     "flip": "Flip", "tta_level": "TTA level", "precision": "Precision",
     "channels_last": "channels_last", "compile": "torch.compile", "eval_every": "Evaluate every",
     "seed": "Seed", "device": "Device", "threads": "Threads", "data_dir": "Data directory",
@@ -115,13 +120,19 @@ LABELS = {
 
 
 def settings_rows(config: dict[str, Any]) -> list[list[str]]:
-    """[setting, value, meaning] for every config entry except the model (its own section)."""
-    rows = []
+    """[setting, value, meaning] for every config entry except the model (its own section);
+    the features that are off share one last row."""
+    rows, unused = [], []
     for key, value in config.items():
         if key in ("model", "preset"):
             continue
         shown, meaning = _setting(key, value, config)
-        rows.append([LABELS.get(key, key), shown, meaning])
+        if shown == "off":
+            unused.append(LABELS.get(key, key))
+        else:
+            rows.append([LABELS.get(key, key), shown, meaning])
+    if unused:
+        rows.append(["Not used", ", ".join(unused), ""])
     return rows
 
 
