@@ -44,6 +44,14 @@ def _torchrun(args: list[str], nproc: int = 2, timeout: float = 240,
                           env=_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
+def _failure(result: subprocess.CompletedProcess) -> str:
+    """The ranks' output for an assertion message: stdout (which ranks finished) and both
+    ends of stderr (a rank's own error comes first, torchrun's summary last)."""
+    err = result.stderr if len(result.stderr) <= 5000 else \
+        f"{result.stderr[:2000]}\n[...]\n{result.stderr[-3000:]}"
+    return f"exit {result.returncode}\nstdout:\n{result.stdout[-1000:]}\nstderr:\n{err}"
+
+
 def _worker_run(config: dict, out: Path, nproc: int = 2, *args: str, **env: str
                 ) -> subprocess.CompletedProcess:
     config_path = out.with_suffix(".json")
@@ -95,7 +103,7 @@ def test_two_processes_take_the_one_process_steps_without_batchnorm(
     config = _config(shared_cifar_root, engine, preset, **overrides)
     train(config, out=tmp_path / "one", quiet=True)
     result = _worker_run(config, tmp_path / "two")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, _failure(result)
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert one.keys() == two.keys()
     for name, value in one.items():
@@ -115,7 +123,7 @@ def test_only_rank_0_writes_and_the_sharded_evaluation_counts_every_test_image(
                          batch_size=32, **({"precision": "fp32", "channels_last": False}
                                            if engine == "torch" else {}))
     result = _worker_run(config, tmp_path / "run", DIST_TEST_FORBID_WRITES="1")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, _failure(result)
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "last.pt",
                                                "model.pt", "summary.json"}
@@ -157,7 +165,7 @@ def test_a_killed_rank_stops_the_others_and_the_run_resumes(
         assert summary["resumed"] and summary["world_size"] == 1
     else:
         resumed = _worker_run(config, out, resume_processes, "--resume")
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert resumed.returncode == 0, _failure(resumed)
         summary = json.loads((out / "summary.json").read_text())
         assert summary["resumed"] and summary["world_size"] == resume_processes
     assert [int(row[0]) for row in _metrics(out)] == list(range(1, 31))
@@ -169,7 +177,7 @@ def test_nan_on_one_rank_stops_both_with_the_same_message(shared_cifar_root: Pat
     result = _worker_run(config, tmp_path / "run", DIST_TEST_NAN_RANK="1")
     assert result.returncode != 0
     message = "Error: training diverged: loss is nan at step 2; lower --lr or check the data"
-    assert result.stderr.count(message) == 2, result.stderr[-3000:]  # once from each rank
+    assert result.stderr.count(message) == 2, _failure(result)  # once from each rank
 
 
 def test_two_torchrun_nodes_meet_at_a_localhost_rendezvous(shared_cifar_root: Path,
