@@ -30,7 +30,7 @@ from cifar.report import build_report, report
 from cifar.report.architecture import describe_config
 from cifar.report.command import curves_caption
 from cifar.report.content import SECTIONS
-from cifar.report.training import lr_curve
+from cifar.report.training import lr_curve, settings_rows
 from cifar.rundir import RunDir
 
 TINY_MODEL = {"arch": "course", "widths": [4, 8, 8], "hidden": 16}
@@ -213,6 +213,17 @@ def _assert_png(path: Path) -> None:
         image.verify()
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_setup_table_gathers_the_features_that_are_off_in_one_row() -> None:
+    rows = settings_rows(resolve_config("fast", ["color_jitter={\"brightness\": 0.1, "
+                                                 "\"contrast\": 0.2}"]))
+    assert all(value != "off" for _, value, _ in rows)
+    assert rows[-1] == ["Not used", "EMA of the weights, Early crops", ""]
+    assert ["Colour jitter", "brightness ±0.1, contrast ±0.2",
+            "per image, on the normalised pixels"] in rows
+    plain = settings_rows(resolve_config("fast"))
+    assert plain[-1] == ["Not used", "EMA of the weights, Early crops, Colour jitter", ""]
 
 
 def test_report_from_a_synthetic_run(run_dir: Path, data_dir: Path, check_json: Path,
