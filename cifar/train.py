@@ -125,9 +125,9 @@ def _check_color_jitter(config: dict[str, Any]) -> None:
     amounts = [jitter.get(key) for key in ("brightness", "contrast")] \
         if isinstance(jitter, dict) and set(jitter) == {"brightness", "contrast"} else [None]
     if not all(type(a) in (int, float) and 0 <= a < 1 for a in amounts):
-        raise CifarError(f"color_jitter: expected null or {{\"brightness\": a number from 0 to "
-                         f"1 (a shift, in standard deviations), \"contrast\": a number from 0 "
-                         f"to 1 (a relative scale)}}, got {jitter!r}")
+        raise CifarError(f"color_jitter: expected null or {{\"brightness\": a number >= 0 "
+                         f"and < 1 (a shift, in standard deviations), \"contrast\": a number "
+                         f">= 0 and < 1 (a relative scale)}}, got {jitter!r}")
 
 
 def train(config: dict[str, Any], out: str | os.PathLike | None = None,
