@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from cifar.distributed import World
-from cifar.errors import CifarError, DivergenceError
+from cifar.errors import DivergenceError
 from cifar.models import is_frozen, whitening_weight
+from cifar.settings import check_table, is_count, is_number
 
 
 def lr_factor(schedule: dict[str, Any], step: int, total_steps: int) -> float:
@@ -153,13 +154,11 @@ def weight_averages(config: dict[str, Any], state: Mapping[str, Any]
         spec = config.get(key)
         if spec is None:
             continue
-        every, decay = (spec.get("every"), spec.get("decay")) if isinstance(spec, dict) \
-            else (None, None)
-        if not (type(every) is int and every >= 1 and isinstance(decay, int | float)
-                and not isinstance(decay, bool) and 0 <= decay <= 1 and len(spec) == 2):
-            raise CifarError(f"{key}: expected null or {{\"every\": a count of steps >= 1, "
-                             f"\"decay\": a number from 0 to 1}}, got {spec!r}")
-        averages[key] = kind(state, every, decay)
+        check_table(key, spec, {
+            "every": (lambda every: is_count(every, 1), "a count of steps >= 1"),
+            "decay": (lambda decay: is_number(decay) and 0 <= decay <= 1,
+                      "a number from 0 to 1")})
+        averages[key] = kind(state, spec["every"], spec["decay"])
     return averages
 
 

@@ -9,8 +9,10 @@ rebuilt from its run directory like any other.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from cifar.errors import CifarError
 
 
 def parse_setting(text: str) -> tuple[list[str], Any]:
@@ -59,3 +61,26 @@ def _check_type(name: str, old: Any, new: Any) -> None:
         kind = type(old).__name__
         raise ValueError(f"--set {name}: expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
                          f"like {json.dumps(old)}, got {json.dumps(new)}")
+
+
+def is_number(value: Any) -> bool:
+    """Whether `value` is a JSON number (an int or a float, not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_count(value: Any, minimum: int = 0) -> bool:
+    """Whether `value` is a whole number (not a bool or a float) of at least `minimum`."""
+    return type(value) is int and value >= minimum
+
+
+def check_table(name: str, table: Any,
+                fields: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+    """Refuse config entry `name` unless it is null or a table with exactly the keys of
+    `fields`, each value passing its test; `fields` maps a key to (test, what it expects),
+    and the error spells out the whole expected table."""
+    if table is None:
+        return
+    if not (isinstance(table, dict) and set(table) == set(fields)
+            and all(test(table[key]) for key, (test, _) in fields.items())):
+        expected = ", ".join(f'"{key}": {wanted}' for key, (_, wanted) in fields.items())
+        raise CifarError(f"{name}: expected null or {{{expected}}}, got {table!r}")

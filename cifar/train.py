@@ -23,6 +23,7 @@ from cifar.errors import CheckpointError, CifarError
 from cifar.evaluate import EvalResult
 from cifar.pipeline import normalize, train_batches
 from cifar.rundir import RunDir
+from cifar.settings import check_table, is_count, is_number
 
 WHITENING_IMAGES = 5000
 #: Settings of the machine rather than the recipe: on --resume the command line's win.
@@ -106,28 +107,21 @@ def _check_shards(n_train: int, batch_size: int, world: World) -> None:
 
 
 def _check_early_crops(config: dict[str, Any], image_size: int) -> None:
-    early = config.get("early_crops")
-    if early is None:
-        return
     largest = image_size + 2 * config["crop_pad"]
-    size, epochs = (early.get("size"), early.get("epochs")) if isinstance(early, dict) \
-        else (None, None)
-    if not (type(size) is int and 0 < size <= largest and type(epochs) is int and epochs >= 0):
-        raise CifarError(f"early_crops: expected null or {{\"size\": 1 to {largest} (the "
-                         f"{image_size}-pixel images padded by crop_pad {config['crop_pad']}), "
-                         f"\"epochs\": a count of epochs}}, got {early!r}")
+    check_table("early_crops", config.get("early_crops"), {
+        "size": (lambda size: is_count(size, 1) and size <= largest,
+                 f"1 to {largest} (the {image_size}-pixel images padded by crop_pad "
+                 f"{config['crop_pad']})"),
+        "epochs": (is_count, "a count of epochs")})
 
 
 def _check_color_jitter(config: dict[str, Any]) -> None:
-    jitter = config.get("color_jitter")
-    if jitter is None:
-        return
-    amounts = [jitter.get(key) for key in ("brightness", "contrast")] \
-        if isinstance(jitter, dict) and set(jitter) == {"brightness", "contrast"} else [None]
-    if not all(type(a) in (int, float) and 0 <= a < 1 for a in amounts):
-        raise CifarError(f"color_jitter: expected null or {{\"brightness\": a number >= 0 "
-                         f"and < 1 (a shift, in standard deviations), \"contrast\": a number "
-                         f">= 0 and < 1 (a relative scale)}}, got {jitter!r}")
+    def fraction(amount: Any) -> bool:
+        return is_number(amount) and 0 <= amount < 1
+
+    check_table("color_jitter", config.get("color_jitter"), {
+        "brightness": (fraction, "a number >= 0 and < 1 (a shift, in standard deviations)"),
+        "contrast": (fraction, "a number >= 0 and < 1 (a relative scale)")})
 
 
 def train(config: dict[str, Any], out: str | os.PathLike | None = None,

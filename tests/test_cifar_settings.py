@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from cifar_fixtures import shared_cifar_root_fixture, trained_run_fixture  # noq
 from click.testing import CliRunner
 
 from cifar.cli import main
+from cifar.errors import CifarError
 from cifar.presets import resolve_config
+from cifar.settings import check_table, is_count, is_number
 
 
 def test_settings_reach_nested_entries_and_parse_json_values():
@@ -44,6 +47,29 @@ def test_a_bad_setting_is_an_error_naming_it(settings, message):
 def test_a_setting_inside_an_entry_that_is_off_says_to_set_it_whole():
     with pytest.raises(ValueError, match=r"--set muon.lr: muon is not a table .* null"):
         resolve_config("fast-sgd", ["muon.lr=0.1"])
+
+
+WINDOW = {"every": (lambda every: is_count(every, 1), "a count of steps >= 1"),
+          "decay": (lambda decay: is_number(decay) and 0 <= decay <= 1, "a number from 0 to 1")}
+
+
+@pytest.mark.parametrize("table", [None, {"every": 1, "decay": 0}, {"every": 7, "decay": 1.0}],
+                         ids=["off", "lowest", "highest"])
+def test_a_settings_table_within_its_bounds_or_null_passes(table: object):
+    check_table("lookahead", table, WINDOW)
+
+
+@pytest.mark.parametrize("table", [{"every": 0, "decay": 0.5}, {"every": True, "decay": 0.5},
+                                   {"every": 2.0, "decay": 0.5}, {"every": 2, "decay": False},
+                                   {"every": 2, "decay": "0.5"}, {"every": 2},
+                                   {"every": 2, "decay": 0.5, "start": 1}, [2, 0.5]],
+                         ids=["below-minimum", "bool-count", "float-count", "bool-number",
+                              "string-number", "missing-key", "unknown-key", "not-a-table"])
+def test_a_bad_settings_table_is_refused_spelling_out_the_whole_expected_table(table: object):
+    with pytest.raises(CifarError, match=r'^lookahead: expected null or \{"every": a count of '
+                                         r'steps >= 1, "decay": a number from 0 to 1\}, got '
+                                         + re.escape(repr(table)) + "$"):
+        check_table("lookahead", table, WINDOW)
 
 
 def test_the_pynet_engine_refuses_a_setting_it_cannot_run():
