@@ -82,8 +82,10 @@ def _airbench_preset(widths: list[int], batch_size: int, optimizer: str) -> dict
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Evaluated after the last epoch only: a test pass per epoch costs ~45 s of the 600 s.
-    "fast": {**_airbench_preset([64, 160, 160], batch_size=2000, optimizer="muon"),
-             "eval_every": 0},
+    # Batch 1500 (34 steps an epoch), with the whitening bias frozen to pay for the extra
+    # steps' time: +0.15 points (+0.20 with TTA) over batch 2000, mean of 3 seeds.
+    "fast": {**_airbench_preset([64, 160, 160], batch_size=1500, optimizer="muon"),
+             "whiten_bias_epochs": 0, "eval_every": 0},
     "fast-small": _airbench_preset([48, 128, 128], batch_size=2000, optimizer="muon"),
     # 3-pixel crops: the wide net nearly memorises the training set in ten epochs.
     "best": {**_airbench_preset([128, 384, 384], batch_size=2000, optimizer="muon"),

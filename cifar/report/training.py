@@ -84,7 +84,8 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
         return f"{value:.4g}", ("torch SGD form (multiplied by the LR)"
                                 if config.get("optimizer") == "sgd" else "")
     if key == "whiten_bias_epochs":
-        return str(value), "epochs during which the whitening bias trains" if value else "off"
+        return str(value), ("epochs during which the whitening bias trains" if value
+                            else "the whitening bias stays frozen")
     if key == "label_smoothing":
         return f"{value:g}", "" if value else "off"
     if key == "threads":
