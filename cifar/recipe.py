@@ -143,6 +143,10 @@ class WeightEMA(Lookahead):
 
 #: The weight averages a config can ask for, in the order they update after a step.
 WEIGHT_AVERAGES: dict[str, type[Lookahead]] = {"lookahead": Lookahead, "ema": WeightEMA}
+#: What each weight average's table holds (`cifar.settings.check_table`).
+AVERAGE_FIELDS = {"every": (lambda every: is_count(every, 1), "a count of steps >= 1"),
+                  "decay": (lambda decay: is_number(decay) and 0 <= decay <= 1,
+                            "a number from 0 to 1")}
 
 
 def weight_averages(config: dict[str, Any], state: Mapping[str, Any]
@@ -154,10 +158,7 @@ def weight_averages(config: dict[str, Any], state: Mapping[str, Any]
         spec = config.get(key)
         if spec is None:
             continue
-        check_table(key, spec, {
-            "every": (lambda every: is_count(every, 1), "a count of steps >= 1"),
-            "decay": (lambda decay: is_number(decay) and 0 <= decay <= 1,
-                      "a number from 0 to 1")})
+        check_table(key, spec, AVERAGE_FIELDS)
         averages[key] = kind(state, spec["every"], spec["decay"])
     return averages
 

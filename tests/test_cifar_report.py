@@ -224,6 +224,7 @@ def test_setup_table_gathers_the_features_that_are_off_in_one_row() -> None:
             "per image, on the normalised pixels"] in rows
     plain = settings_rows(resolve_config("fast"))
     assert plain[-1] == ["Not used", "EMA of the weights, Early crops, Colour jitter", ""]
+    assert ["Whitening-bias epochs", "0", "the whitening bias stays frozen"] in plain
 
 
 def test_report_from_a_synthetic_run(run_dir: Path, data_dir: Path, check_json: Path,

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from cifar.cli import main
 from cifar.errors import CifarError
 from cifar.presets import resolve_config
-from cifar.settings import check_table, is_count, is_number
+from cifar.recipe import AVERAGE_FIELDS
+from cifar.settings import check_table
 
 
 def test_settings_reach_nested_entries_and_parse_json_values():
@@ -49,14 +50,10 @@ def test_a_setting_inside_an_entry_that_is_off_says_to_set_it_whole():
         resolve_config("fast-sgd", ["muon.lr=0.1"])
 
 
-WINDOW = {"every": (lambda every: is_count(every, 1), "a count of steps >= 1"),
-          "decay": (lambda decay: is_number(decay) and 0 <= decay <= 1, "a number from 0 to 1")}
-
-
 @pytest.mark.parametrize("table", [None, {"every": 1, "decay": 0}, {"every": 7, "decay": 1.0}],
                          ids=["off", "lowest", "highest"])
 def test_a_settings_table_within_its_bounds_or_null_passes(table: object):
-    check_table("lookahead", table, WINDOW)
+    check_table("lookahead", table, AVERAGE_FIELDS)
 
 
 @pytest.mark.parametrize("table", [{"every": 0, "decay": 0.5}, {"every": True, "decay": 0.5},
@@ -69,7 +66,7 @@ def test_a_bad_settings_table_is_refused_spelling_out_the_whole_expected_table(t
     with pytest.raises(CifarError, match=r'^lookahead: expected null or \{"every": a count of '
                                          r'steps >= 1, "decay": a number from 0 to 1\}, got '
                                          + re.escape(repr(table)) + "$"):
-        check_table("lookahead", table, WINDOW)
+        check_table("lookahead", table, AVERAGE_FIELDS)
 
 
 def test_the_pynet_engine_refuses_a_setting_it_cannot_run():
