@@ -44,19 +44,26 @@ def _conv3x3(nn: Any, in_channels: int, out_channels: int) -> Any:
 
 def airnet(nn: Any, widths: list[int], whiten_kernel: int = 2, bn_momentum: float = 0.4,
            output_scale: float = 1 / 9, activation: str = "gelu", num_classes: int = 10,
-           batch_norm: bool = True) -> Any:
-    """Whitening stem, three conv3x3-maxpool2-BN-act-conv3x3-BN-act groups of the given
-    widths, global max-pool, bias-free linear head. The logits are multiplied by
-    `output_scale` outside the layer tree (`output_scale`)."""
+           batch_norm: bool = True, convs_per_group: int = 2) -> Any:
+    """Whitening stem, one conv3x3-maxpool2-BN-act group per entry of `widths`, each followed
+    by `convs_per_group - 1` more conv3x3-BN-act layers (airbench94 has 2 per group, airbench96
+    3), global max-pool, bias-free linear head. The logits are multiplied by `output_scale`
+    outside the layer tree (`output_scale`)."""
+    if type(convs_per_group) is not int or convs_per_group < 1:
+        raise CheckpointError(f"model config: expected convs_per_group a whole number >= 1, "
+                              f"got {convs_per_group!r}")
     whiten_width = 2 * 3 * whiten_kernel**2
     whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
     stem_activation = getattr(nn, ACTIVATIONS[activation])()
     channels = [whiten_width, *widths]
-    groups = [nn.Sequential(_conv3x3(nn, c_in, c_out), nn.MaxPool2d(2),
-                            *_norm_act(nn, c_out, bn_momentum, activation, batch_norm),
-                            _conv3x3(nn, c_out, c_out),
-                            *_norm_act(nn, c_out, bn_momentum, activation, batch_norm))
-              for c_in, c_out in zip(channels, widths, strict=False)]
+    groups = []
+    for c_in, c_out in zip(channels, widths, strict=False):
+        layers = [_conv3x3(nn, c_in, c_out), nn.MaxPool2d(2),
+                  *_norm_act(nn, c_out, bn_momentum, activation, batch_norm)]
+        for _ in range(convs_per_group - 1):
+            layers += [_conv3x3(nn, c_out, c_out),
+                       *_norm_act(nn, c_out, bn_momentum, activation, batch_norm)]
+        groups.append(nn.Sequential(*layers))
     return nn.Sequential(OrderedDict(
         whiten=whiten,
         stem_activation=stem_activation,

@@ -59,7 +59,8 @@ def _airbench_preset(widths: list[int], batch_size: int, optimizer: str) -> dict
             "schedule": {"kind": "warmup_linear", "warmup": 0.23, "start": 0.2, "end": 0.07}}
     return {
         "model": {"arch": "airnet", "widths": widths, "whiten_kernel": 2, "bn_momentum": 0.4,
-                  "output_scale": output_scale, "activation": "gelu"},
+                  "output_scale": output_scale, "activation": "gelu",
+                  "convs_per_group": 2},
         "epochs": 10,
         "batch_size": batch_size,
         **optimiser,

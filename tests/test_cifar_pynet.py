@@ -45,7 +45,8 @@ def _trained_torch_model(model_config: dict) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("model_config", [SMALL_AIRNET, SMALL_COURSE], ids=["airnet", "course"])
+@pytest.mark.parametrize("model_config", [SMALL_AIRNET, {**SMALL_AIRNET, "convs_per_group": 3},
+                                          SMALL_COURSE], ids=["airnet", "airnet-3-convs", "course"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_converted_model_gives_the_torch_logits_to_1e5_in_float32(model_config, backend):
     model = _trained_torch_model(model_config)
