@@ -20,7 +20,7 @@ from cifar.checkpoint import load_model, resolve_checkpoint
 from cifar.data import batches_dir, default_data_dir, load_classes, load_split
 from cifar.engine import resolve_device
 from cifar.errors import CifarError
-from cifar.evaluate import evaluate, predict_logits
+from cifar.evaluate import PRECISIONS, evaluate, predict_logits, resolve_precision
 from cifar.pipeline import MAX_SEED
 from cifar.presets import PRESETS, resolve_config
 from cifar.report import report
@@ -74,7 +74,9 @@ def main() -> None:
               help="Evaluate on the first N test images only.")
 @click.option("--eval-every", type=click.IntRange(0),
               help="Evaluate the test set every N epochs (0: last only).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="[default: the preset's]")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast where "
+              "the device has bf16 kernels (a GPU, an AVX-512 CPU), else fp32. "
+              "[default: the preset's]")
 @click.option("--channels-last/--no-channels-last", default=None, help="[default: the preset's]")
 @click.option("--compile/--no-compile", "compile_model", default=None,
               help="torch.compile the model. [default: the preset's]")
@@ -128,8 +130,9 @@ def train(preset: str, out: str | None, resume: str | None, quiet: bool, compile
               "pynet: CHECKPOINT is a PyNet .npz from export-pynet, run without torch layers.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="numba",
               show_default=True, help="PyNet backend for --engine pynet.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
-              help="torch autocast precision. [default: the checkpoint's]")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="torch autocast precision (auto: bf16 where the device has bf16 kernels). "
+              "[default: the checkpoint's]")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (torch, numba and the BLAS).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
@@ -149,10 +152,11 @@ def test(checkpoint: str, data_dir: str | None, tta: bool, as_json: bool,
     else:
         if Path(checkpoint).suffix == ".npz":
             raise CifarError(f"{checkpoint}: a PyNet model file; pass --engine pynet")
-        loaded = load_model(checkpoint, resolve_device(device))
+        target = resolve_device(device)
+        loaded = load_model(checkpoint, target)
         cfg = loaded.config
         model, level, batch_size = loaded.model, cfg["tta_level"], cfg["eval_batch_size"]
-        precision = precision or cfg["precision"]
+        precision = resolve_precision(precision or cfg["precision"], target)
         channels_last = cfg["channels_last"]
     result = evaluate(model, split, level if tta else 0, batch_size, precision, channels_last)
     seconds = time.perf_counter() - start

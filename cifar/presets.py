@@ -74,7 +74,7 @@ def _airbench_preset(widths: list[int], batch_size: int, optimizer: str) -> dict
         "color_jitter": None,
         "flip": "alternate",
         "tta_level": 2,
-        "precision": "bf16",
+        "precision": "auto",
         "channels_last": True,
         "compile": False,
         "eval_every": 1,

@@ -168,6 +168,10 @@ def _train(config: dict[str, Any], run: RunDir, state: dict[str, Any] | None, wo
     torch.manual_seed(config["seed"])
     steps_per_epoch = math.ceil(len(train_split.labels) / config["batch_size"])
     engine = _engine_type(config)(config, steps_per_epoch, device, world)
+    if config["precision"] == "auto":
+        every = " on every process" if world.size > 1 else ""
+        say(f"precision auto: {engine.precision}" + ("" if engine.precision == "bf16" else
+            f" (bf16 autocast needs bf16 kernels{every}: a GPU, or a CPU with AVX-512)"))
     if state is None:
         engine.prepare(normalize(train_split.images[:WHITENING_IMAGES]))
         if world.is_main:
@@ -217,6 +221,7 @@ def _train(config: dict[str, Any], run: RunDir, state: dict[str, Any] | None, wo
         "wall_seconds": time.perf_counter() - wall_start,
         "cpu_seconds": time.process_time() - cpu_start, "preset": config["preset"],
         "params": engine.num_parameters(), "seed": config["seed"],
+        "precision": engine.precision,
         "device": str(device), "threads": torch.get_num_threads(),
         "world_size": world.size,
         "n_train": len(train_split.labels), "n_test": len(test_split.labels),

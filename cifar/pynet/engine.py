@@ -79,6 +79,8 @@ class PynetEngine:
     copied in after the forward pass, are averaged, so every rank holds the same model.
     """
 
+    precision = "fp32"  # PYNET_SETTINGS: PyNet computes in float32
+
     def __init__(self, config: dict[str, Any], steps_per_epoch: int, device: torch.device,
                  world: World | None = None) -> None:
         if device.type != "cpu":

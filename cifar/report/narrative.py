@@ -159,13 +159,14 @@ def extra_features(config: dict[str, Any], summary: dict[str, Any] | None,
         used.append(f"Test-time augmentation level {level}: {TTA_VIEWS.get(level, '?')}{gain}.")
     else:
         off.append("test-time augmentation")
+    settings = {**config, "precision": (summary or {}).get("precision", config.get("precision"))}
     for key, value, text, name in (
             ("precision", "bf16", "Mixed precision: bfloat16 autocast for the forward pass.",
              "bfloat16 autocast"),
             ("channels_last", True, "Channels-last memory layout for images and weights.",
              "channels-last layout"),
             ("compile", True, "torch.compile of the model.", "torch.compile")):
-        if config.get(key) == value:
+        if settings.get(key) == value:
             used.append(text)
         else:
             off.append(name)

@@ -88,6 +88,8 @@ def _setting(key: str, value: Any, config: dict[str, Any]) -> tuple[str, str]:
                             else "the whitening bias stays frozen")
     if key == "label_smoothing":
         return f"{value:g}", "" if value else "off"
+    if key == "precision" and value == "auto":
+        return value, "bf16 autocast where the device has bf16 kernels, else fp32"
     if key == "threads":
         return ("torch default", "") if value is None else (str(value), "")
     if key in ("train_subset", "test_subset"):
