@@ -3,7 +3,8 @@
 Trains the same preset architecture for one epoch with each engine in turn, in this process,
 with the same thread count, and prints the epoch time (training only: `epoch_seconds` in
 metrics.csv, evaluation excluded), its ratio to PyTorch fp32, and the ratio to the preset's
-own PyTorch precision (bf16 autocast + channels_last for the airnet presets).
+own PyTorch precision (bf16 autocast where the CPU has bf16 kernels, and channels_last, for
+the airnet presets).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 import click
+import torch
 
+from cifar.evaluate import resolve_precision
 from cifar.presets import PRESETS, resolve_config
 from cifar.train import train
 
@@ -52,7 +55,8 @@ def main(preset: str, data_dir: str | None, train_subset: int | None, threads: i
         raise click.BadParameter(f"unknown engines {unknown}; choose from {list(ENGINES)}",
                                  param_hint="--engines")
     seconds = {name: epoch_seconds(preset, ENGINES[name], common) for name in names}
-    click.echo(f"| engine | epoch (s) | × torch fp32 | × torch ({PRESETS[preset]['precision']}) |"
+    precision = resolve_precision(PRESETS[preset]["precision"], torch.device("cpu"))
+    click.echo(f"| engine | epoch (s) | × torch fp32 | × torch ({precision}) |"
                "\n|---|---|---|---|")
     fp32, native = seconds.get("torch fp32"), seconds.get("torch (preset precision)")
     for name, value in seconds.items():

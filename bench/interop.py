@@ -3,7 +3,8 @@ PyTorch model predicts? For each run: export model.pt to PyNet, evaluate both on
 CIFAR-10 test set, and report accuracies, prediction agreement and time.
 
 The PyTorch model is evaluated in float32 and in its run's precision (bf16 autocast for the
-airnet presets), so the table separates PyNet-vs-torch differences from bf16 rounding.
+airnet presets where the CPU has bf16 kernels), so the table separates PyNet-vs-torch
+differences from bf16 rounding.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 import backends
 from cifar.checkpoint import load_model
 from cifar.data import default_data_dir, load_split
-from cifar.evaluate import EvalResult, evaluate
+from cifar.evaluate import EvalResult, evaluate, resolve_precision
 from cifar.pynet.convert import inference_model
 from cifar.pynet.facade import TorchFacade
 
@@ -39,11 +40,11 @@ def compare(run: Path, split, backend: str) -> dict:
         inference_model(loaded.model, backends.get("numpy")).save(path)
         pynet = TorchFacade(backends.get(backend).load(path).eval())
     torch32, torch32_s = _timed(loaded.model, split, "fp32", False)
-    native, native_s = _timed(loaded.model, split, loaded.config["precision"],
-                              loaded.config["channels_last"])
+    precision = resolve_precision(loaded.config["precision"], torch.device("cpu"))
+    native, native_s = _timed(loaded.model, split, precision, loaded.config["channels_last"])
     ours, ours_s = _timed(pynet, split, "fp32", False)
     return {"run": str(run), "backend": backend, "n": len(split.labels),
-            "torch_fp32_acc": torch32.accuracy, "torch_run_precision": loaded.config["precision"],
+            "torch_fp32_acc": torch32.accuracy, "torch_run_precision": precision,
             "torch_run_precision_acc": native.accuracy, "pynet_acc": ours.accuracy,
             "agreement_vs_fp32": float((ours.predictions == torch32.predictions).float().mean()),
             "agreement_vs_run_precision":
